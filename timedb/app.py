@@ -1,0 +1,106 @@
+"""create_app(settings): the Connexion AsyncApp with its pool, errors and doc pages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from connexion import AsyncApp
+from connexion.options import SwaggerUIOptions
+from psycopg_pool import PoolTimeout
+from starlette.requests import Request
+from starlette.responses import Response
+
+from timedb.db.pool import make_pool, open_pool
+from timedb.errors import TimedbError
+from timedb.problems import render_problem, render_unexpected
+from timedb.settings import Settings
+from timedb.validation import validator_map
+
+log = logging.getLogger("timedb")
+
+
+def spec_path() -> Path:
+    """openapi/timedb.yaml: packaged in wheels, at the repository top in a checkout."""
+    packaged = resources.files("timedb").joinpath("openapi", "timedb.yaml")
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "openapi" / "timedb.yaml"
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception:  # an unparsable DSN is reported by the connection attempt itself
+        return "<unparsable DSN>"
+    if "password" in parts:
+        parts["password"] = "***"
+    return make_conninfo(**parts)
+
+
+class StartupError(RuntimeError):
+    """The server cannot start (e.g. the database is unreachable)."""
+
+
+def make_lifespan(settings: Settings) -> Any:
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
+        pool = make_pool(settings)
+        try:
+            await anyio.to_thread.run_sync(open_pool, pool, settings.pool_timeout)
+        except (PoolTimeout, Exception) as exc:
+            pool.close()
+            message = f"timedb: cannot connect to the database at {redact(settings.dsn)} ({type(exc).__name__})"
+            log.error(message)
+            raise StartupError(message) from None
+        try:
+            yield {"pool": pool}
+        finally:
+            await anyio.to_thread.run_sync(pool.close)
+
+    return lifespan
+
+
+@cache
+def _static(name: str) -> bytes:
+    return resources.files("timedb").joinpath("static", "redoc", name).read_bytes()
+
+
+async def redoc_page(_request: Request) -> Response:
+    """ReDoc, served from the package (no CDN)."""
+    return Response(_static("index.html"), media_type="text/html")
+
+
+async def redoc_bundle(_request: Request) -> Response:
+    return Response(_static("redoc.standalone.js"), media_type="application/javascript",
+                    headers={"Cache-Control": "public, max-age=86400"})
+
+
+def create_app(settings: Settings) -> AsyncApp:
+    """The timedb ASGI application for these settings (connects only at startup)."""
+    app = AsyncApp(
+        __name__,
+        lifespan=make_lifespan(settings),
+        validator_map=validator_map(settings.max_body_bytes),
+        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs", spec_path="/openapi.json"),
+    )
+    app.add_url_rule("/redoc", "redoc", redoc_page)
+    app.add_url_rule("/redoc-static/redoc.standalone.js", "redoc_bundle", redoc_bundle)
+    app.add_api(
+        spec_path(),
+        base_path="",
+        strict_validation=True,
+        validate_responses=settings.validate_responses,
+    )
+    app.add_error_handler(TimedbError, render_problem)
+    app.add_error_handler(Exception, render_unexpected)
+    return app

@@ -1,0 +1,170 @@
+"""The `timedb` command line: thin click commands over library functions."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from timedb import __version__
+from timedb.errors import ConfigError, TimedbError
+from timedb.settings import MISSING_DSN, environment
+
+
+def _dsn(dsn: str | None) -> str:
+    """--dsn, else TIMEDB_DSN / DATABASE_URL (environment, then ./.env); exit 2 if none."""
+    env = environment()
+    value = dsn or env.get("TIMEDB_DSN") or env.get("DATABASE_URL")
+    if not value:
+        click.echo("Error: No DSN provided. Use --dsn or set TIMEDB_DSN / DATABASE_URL.", err=True)
+        sys.exit(2)
+    return value
+
+
+def _short(dsn: str) -> str:
+    from timedb.app import redact
+
+    text = redact(dsn)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="timedb")
+def main() -> None:
+    """timedb: a REST API server for time series whose values get revised."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Host to bind to.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to bind to.")
+@click.option("--reload", is_flag=True, help="Restart on code changes (development).")
+@click.option("--embedded", is_flag=True, help="Run a built-in PostgreSQL (needs timedb[embedded]).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory of the built-in PostgreSQL (with --embedded).")
+def api(host: str, port: int, reload: bool, embedded: bool, data_dir: Path | None) -> None:
+    """Start the API server."""
+    import uvicorn
+
+    from timedb.db.schema import create_tables
+    from timedb.embedded import default_data_dir, embedded_postgres
+
+    if not embedded:
+        env = environment()
+        dsn = env.get("TIMEDB_DSN") or env.get("DATABASE_URL")
+        if not dsn:
+            click.echo(f"Error: {MISSING_DSN}", err=True)
+            sys.exit(2)
+        _check_database(dsn)
+        _serve(uvicorn, host, port, reload)
+        return
+    if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
+        raise click.BadParameter("not a directory", param_hint="--data-dir")
+    directory = data_dir or default_data_dir()
+    click.echo(f"Embedded PostgreSQL in {directory}")
+    try:
+        with embedded_postgres(directory) as dsn:
+            create_tables(dsn)
+            os.environ["TIMEDB_DSN"] = dsn
+            _serve(uvicorn, host, port, reload)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except TimedbError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo("Embedded PostgreSQL stopped.")
+
+
+def _check_database(dsn: str) -> None:
+    """Fail fast, with one line, when the database cannot be reached."""
+    import psycopg
+
+    from timedb.db.schema import schema_present
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            present = schema_present(conn)
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise click.ClickException(f"cannot connect to the database at {_short(dsn)}: {first}") from None
+    if not present:
+        click.echo("Warning: the timedb tables do not exist yet; run `timedb create tables`.", err=True)
+
+
+def _serve(uvicorn: object, host: str, port: int, reload: bool) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"timedb {__version__}")
+    click.echo(f"  API:     http://{shown}:{port}/")
+    click.echo(f"  Swagger: http://{shown}:{port}/docs")
+    click.echo(f"  ReDoc:   http://{shown}:{port}/redoc")
+    uvicorn.run("timedb.api:app", host=host, port=port, reload=reload)  # type: ignore[attr-defined]
+
+
+@main.group()
+def create() -> None:
+    """Create timedb objects."""
+
+
+@main.group()
+def delete() -> None:
+    """Delete timedb objects."""
+
+
+@create.command("tables")
+@click.option("--dsn", "-d", help="Connection string (default: TIMEDB_DSN, then DATABASE_URL).")
+@click.option("--schema", "-s", help="PostgreSQL schema to create (if missing) and use.")
+@click.option("--retention", "-r", help="Shorthand for --retention-medium.")
+@click.option("--retention-short", default="6 months", show_default=True, help="Retention of the short tier.")
+@click.option("--retention-medium", default="3 years", show_default=True, help="Retention of the medium tier.")
+@click.option("--retention-long", default="5 years", show_default=True, help="Retention of the long tier.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Print the DDL and exit without touching the database.")
+def create_tables_cmd(dsn: str | None, schema: str | None, retention: str | None, retention_short: str,
+                      retention_medium: str, retention_long: str, yes: bool, dry_run: bool) -> None:
+    """Create (or update) the timedb tables. Idempotent."""
+    from timedb.db import schema as ddl
+
+    tiers = {"short": retention_short, "medium": retention or retention_medium, "long": retention_long}
+    if dry_run:
+        click.echo(ddl.create_ddl(schema, tiers))
+        return
+    conninfo = _dsn(dsn)
+    if not yes:
+        click.echo("About to create/update the timedb schema")
+        click.echo(f"  Connection: {_short(conninfo)}")
+        if schema:
+            click.echo(f"  Schema:     {schema}")
+        if not click.confirm("Continue?", default=False):
+            click.echo("Aborted.")
+            return
+    _run(lambda: ddl.create_tables(conninfo, schema, tiers))
+    click.echo("Schema created successfully!" + (f" (schema {schema})" if schema else ""))
+
+
+@delete.command("tables")
+@click.option("--dsn", "-d", help="Connection string (default: TIMEDB_DSN, then DATABASE_URL).")
+@click.option("--schema", "-s", help="PostgreSQL schema holding the tables.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def delete_tables_cmd(dsn: str | None, schema: str | None, yes: bool) -> None:
+    """Delete every timedb table and all data in them."""
+    from timedb.db import schema as ddl
+
+    conninfo = _dsn(dsn)
+    if not yes:
+        click.echo("Destructive operation: this drops " + ", ".join(ddl.TABLES) + " and all their data.")
+        click.echo(f"  Connection: {_short(conninfo)}")
+        if schema:
+            click.echo(f"  Schema:     {schema}")
+        if not click.confirm("Are you sure? This cannot be undone.", default=False):
+            click.echo("Aborted.")
+            return
+    _run(lambda: ddl.delete_tables(conninfo, schema))
+    click.echo("All timedb tables deleted.")
+
+
+def _run(action: object) -> None:
+    """Run a library call; TimedbError becomes `Error: ...` and exit 1."""
+    try:
+        action()  # type: ignore[operator]
+    except TimedbError as exc:
+        raise click.ClickException(exc.detail) from None

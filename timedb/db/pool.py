@@ -1,0 +1,39 @@
+"""The connection pool and the one way handlers get a connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from timedb.db.errors import translated
+from timedb.settings import Settings
+
+Connection = psycopg.Connection
+
+
+def make_pool(settings: Settings) -> ConnectionPool:
+    """Create (closed) a pool for the configured DSN."""
+    return ConnectionPool(
+        settings.dsn,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        timeout=settings.pool_timeout,
+        open=False,
+        name="timedb",
+        kwargs={"application_name": "timedb"},
+    )
+
+
+def open_pool(pool: ConnectionPool, timeout: float = 10.0) -> None:
+    """Open the pool and wait for a first connection, so a bad DSN fails at start."""
+    pool.open(wait=True, timeout=timeout)
+
+
+@contextmanager
+def connection(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """A pooled connection in a transaction: commit on success, rollback on error."""
+    with translated(), pool.connection() as conn:
+        yield conn

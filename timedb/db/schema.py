@@ -1,0 +1,89 @@
+"""Create and drop the timedb tables from the packaged .sql files."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+from timedb.db.errors import translated
+
+RETENTION_DEFAULTS = {"short": "6 months", "medium": "3 years", "long": "5 years"}
+TABLES = ("series_table", "batches_table", "flat", "overlapping", "timedb_settings")
+
+
+def _sql_file(name: str) -> str:
+    return resources.files("timedb.db").joinpath("sql", name).read_text(encoding="utf-8")
+
+
+def _prelude(schema: str | None) -> str:
+    if not schema:
+        return ""
+    ident = sql.Identifier(schema).as_string(None)
+    return f"CREATE SCHEMA IF NOT EXISTS {ident};\nSET search_path TO {ident};\n\n"
+
+
+def _retention_sql(retention: dict[str, str]) -> str:
+    rows = ",\n    ".join(
+        sql.SQL("({}, {})")
+        .format(sql.Literal(f"retention_{tier}"), sql.Literal(value))
+        .as_string(None)
+        for tier, value in retention.items()
+    )
+    return (
+        "\n-- retention per tier (recorded; enforced by TimescaleDB policies where used)\n"
+        f"INSERT INTO timedb_settings (key, value) VALUES\n    {rows}\n"
+        "    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;\n"
+    )
+
+
+def create_ddl(schema: str | None = None, retention: dict[str, str] | None = None) -> str:
+    """The full DDL that `timedb create tables` runs."""
+    return _prelude(schema) + _sql_file("schema.sql") + _retention_sql(
+        {**RETENTION_DEFAULTS, **(retention or {})}
+    )
+
+
+def drop_ddl(schema: str | None = None) -> str:
+    """The DDL that `timedb delete tables` runs."""
+    prelude = ""
+    if schema:
+        prelude = f"SET search_path TO {sql.Identifier(schema).as_string(None)};\n"
+    return prelude + _sql_file("drop.sql")
+
+
+def _check_intervals(conn: psycopg.Connection, retention: dict[str, str]) -> None:
+    from timedb.errors import InvalidInput
+
+    for tier, value in retention.items():
+        try:
+            with conn.transaction():
+                conn.execute("SELECT %s::interval", (value,))
+        except psycopg.errors.DataError:
+            raise InvalidInput(f"--retention-{tier}: {value!r} is not a valid interval") from None
+
+
+def create_tables(dsn: str, schema: str | None = None, retention: dict[str, str] | None = None) -> None:
+    """Apply the schema (idempotent), in one transaction."""
+    retention = {**RETENTION_DEFAULTS, **(retention or {})}
+    with translated(), psycopg.connect(dsn) as conn:
+        _check_intervals(conn, retention)
+        # serialise concurrent `create tables` runs: CREATE ... IF NOT EXISTS is not race-free
+        conn.execute("SELECT pg_advisory_xact_lock(7345001)")
+        conn.execute(create_ddl(schema, retention).encode())
+
+
+def delete_tables(dsn: str, schema: str | None = None) -> None:
+    """Drop every timedb table."""
+    with translated(), psycopg.connect(dsn) as conn:
+        conn.execute(drop_ddl(schema).encode())
+
+
+def schema_present(conn: psycopg.Connection) -> bool:
+    """True when all timedb tables are visible on this connection."""
+    row = conn.execute(
+        "SELECT count(to_regclass(t)) = %s FROM unnest(%s::text[]) AS t",
+        (len(TABLES), list(TABLES)),
+    ).fetchone()
+    return bool(row and row[0])

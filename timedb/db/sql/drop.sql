@@ -1,0 +1,2 @@
+-- Remove every timedb table (data included).
+DROP TABLE IF EXISTS overlapping, flat, batches_table, series_table, timedb_settings CASCADE;

@@ -1,0 +1,123 @@
+"""Domain errors: each class carries its HTTP status, title and problem type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The server is not configured to start."""
+
+
+class TimedbError(Exception):
+    """A timedb error."""
+
+    status = 500
+    title = "Internal Server Error"
+    type = "/problems/internal"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or (self.__doc__ or self.title).strip()
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+        super().__init__(self.detail)
+
+
+class InvalidInput(TimedbError):
+    """The request is malformed."""
+
+    status = 400
+    title = "Bad Request"
+    type = "/problems/invalid-input"
+
+
+class AmbiguousSeries(InvalidInput):
+    """The filters match more than one series."""
+
+    type = "/problems/ambiguous-series"
+
+
+class Unprocessable(TimedbError):
+    """The request is well-formed but its content is invalid."""
+
+    status = 422
+    title = "Unprocessable Content"
+    type = "/problems/unprocessable"
+
+
+class DuplicateValidTime(Unprocessable):
+    """A valid_time appears more than once in one request."""
+
+    type = "/problems/duplicate-valid-time"
+
+
+class NotFound(TimedbError):
+    """The resource does not exist."""
+
+    status = 404
+    title = "Not Found"
+    type = "/problems/not-found"
+
+
+class SeriesNotFound(NotFound):
+    """No series matches the filters."""
+
+    type = "/problems/series-not-found"
+
+
+class BatchNotFound(NotFound):
+    """The batch does not exist."""
+
+    type = "/problems/batch-not-found"
+
+
+class PointNotFound(NotFound):
+    """No stored value exists for this point."""
+
+    type = "/problems/point-not-found"
+
+
+class Conflict(TimedbError):
+    """The request conflicts with stored data."""
+
+    status = 409
+    title = "Conflict"
+    type = "/problems/conflict"
+
+
+class SeriesConflict(Conflict):
+    """A series with this name and labels exists with other attributes."""
+
+    type = "/problems/series-conflict"
+
+
+class VersionConflict(Conflict):
+    """A version for this valid_time and known_time is already stored."""
+
+    type = "/problems/version-conflict"
+
+
+class PayloadTooLarge(TimedbError):
+    """The request body is larger than the server accepts."""
+
+    status = 413
+    title = "Content Too Large"
+    type = "/problems/payload-too-large"
+
+
+class ServiceUnavailable(TimedbError):
+    """The database is not available; retry later."""
+
+    status = 503
+    title = "Service Unavailable"
+    type = "/problems/service-unavailable"
+
+    def __init__(self, detail: str | None = None, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class SchemaMissing(ServiceUnavailable):
+    """The timedb tables do not exist: run `timedb create tables`."""
+
+    type = "/problems/schema-missing"

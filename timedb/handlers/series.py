@@ -1,0 +1,91 @@
+"""POST /series, GET /series, GET /series/labels, GET /series/count."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from connexion import request
+
+from timedb.db import series as db
+from timedb.db.pool import connection
+from timedb.errors import InvalidInput
+from timedb.handlers.context import body, parse_labels, pool
+
+JSON = {"Content-Type": "application/json"}
+
+
+def _filter(name: str | None, labels: str | None, unit: str | None = None,
+            series_id: int | None = None) -> db.SeriesFilter:
+    return db.SeriesFilter(name=name, unit=unit, series_id=series_id, labels=parse_labels(labels))
+
+
+def create_series() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Create a series, or return the existing one with the same (name, labels)."""
+    req = body()
+    description = (req.get("description") or "").strip() or None
+    with connection(pool()) as conn:
+        series_id, created = db.create_series(
+            conn,
+            name=req["name"].strip(),
+            unit=req.get("unit", "dimensionless").strip(),
+            labels=req.get("labels", {}),
+            description=description,
+            overlapping=req.get("overlapping", False),
+            retention=req.get("retention", "medium"),
+        )
+    message = "Series created successfully" if created else "Series already exists"
+    return {"series_id": series_id, "message": message, "created": created}, 200, JSON
+
+
+def _encode_cursor(row: dict[str, Any]) -> str:
+    raw = orjson.dumps([row["name"], row["unit"], row["series_id"]])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        name, unit, series_id = orjson.loads(raw)
+        if isinstance(name, str) and isinstance(unit, str) and type(series_id) is int:
+            return name, unit, series_id
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        pass
+    raise InvalidInput("cursor is not a value returned in a Link header.")
+
+
+def list_series(name: str | None = None, labels: str | None = None, unit: str | None = None,
+                series_id: int | None = None, limit: int | None = None,
+                cursor: str | None = None) -> tuple[list[dict[str, Any]], int, dict[str, str]]:
+    """Matching series, ordered by name, unit, series_id; paged with limit + Link."""
+    flt = _filter(name, labels, unit, series_id)
+    after = _decode_cursor(cursor) if cursor is not None else None
+    with connection(pool()) as conn:
+        rows = db.list_series(conn, flt, limit=None if limit is None else limit + 1, after=after)
+    headers = dict(JSON)
+    if limit is not None and len(rows) > limit:
+        rows = rows[:limit]
+        params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+        params["cursor"] = _encode_cursor(rows[-1])
+        headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
+    return rows, 200, headers
+
+
+def list_labels(label_key: str, name: str | None = None, labels: str | None = None,
+                unit: str | None = None, series_id: int | None = None
+                ) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Sorted distinct values of one label key across matching series."""
+    flt = _filter(name, labels, unit, series_id)
+    with connection(pool()) as conn:
+        values = db.label_values(conn, label_key, flt)
+    return {"label_key": label_key, "values": values}, 200, JSON
+
+
+def count_series(name: str | None = None, labels: str | None = None, unit: str | None = None,
+                 series_id: int | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Number of series matching every filter."""
+    flt = _filter(name, labels, unit, series_id)
+    with connection(pool()) as conn:
+        return {"count": db.count_series(conn, flt)}, 200, JSON

@@ -1,0 +1,172 @@
+"""POST /values, GET /values, PUT /values."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from collections.abc import Iterator
+from typing import Any
+
+from starlette.responses import Response, StreamingResponse
+
+from timedb.db import corrections as fix
+from timedb.db import values_read as read
+from timedb.db import values_write as write
+from timedb.db.pool import Connection, connection
+from timedb.db.series import SeriesFilter, get_by_ids, resolve_one
+from timedb.errors import InvalidInput, SeriesNotFound, Unprocessable
+from timedb.handlers.context import body, parse_labels, pool
+from timedb.handlers.streaming import stream_in_thread
+from timedb.timestamps import parse_optional, parse_timestamp
+
+JSON = {"Content-Type": "application/json"}
+UTC = timezone.utc
+
+
+def _points(data: list[dict[str, Any]]) -> list[write.Point]:
+    """Parse DataPoints; intervals must end after they start."""
+    points: list[write.Point] = []
+    append = points.append
+    for i, p in enumerate(data):
+        vt = parse_timestamp(p["valid_time"], f"data[{i}].valid_time")
+        end = p.get("valid_time_end")
+        if end is None:
+            append((vt, None, p.get("value")))
+            continue
+        vte = parse_timestamp(end, f"data[{i}].valid_time_end")
+        if vte <= vt:
+            raise Unprocessable(f"data[{i}]: valid_time_end must be later than valid_time.")
+        append((vt, vte, p.get("value")))
+    return points
+
+
+def insert_values() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Write points into one series (one batch for overlapping series)."""
+    req = body()
+    if req.get("series_id") is None and req.get("name") is None:
+        raise InvalidInput("Provide either 'series_id' or 'name' (+labels) to identify the target series.")
+    flt = (SeriesFilter(series_id=req["series_id"]) if req.get("series_id") is not None
+           else SeriesFilter(name=req["name"], labels=req.get("labels") or None))
+    points = _points(req["data"])
+    known_time = parse_optional(req.get("known_time"), "known_time")
+    batch_id = None
+    with connection(pool()) as conn:
+        series = resolve_one(conn, flt)
+        sid = series["series_id"]
+        if series["overlapping"]:
+            batch_id, known_time = write.create_batch(
+                conn, sid, known_time=known_time, workflow_id=req.get("workflow_id", "api-workflow"),
+                batch_params=req.get("batch_params"), start_time=datetime.now(UTC))
+            write.check_versions_free(conn, sid, batch_id, known_time, points)
+            write.insert_overlapping(conn, sid, batch_id, known_time, points)
+        else:
+            write.insert_flat(conn, sid, points, known_time)
+    return {"batch_id": batch_id, "series_id": sid, "rows_inserted": len(points)}, 200, JSON
+
+
+def read_values(name: str | None = None, labels: str | None = None, series_id: int | None = None,
+                start_valid: str | None = None, end_valid: str | None = None,
+                start_known: str | None = None, end_known: str | None = None,
+                changed_before: str | None = None, versions: bool = False,
+                include_updates: bool = False) -> Response:
+    """Read one series: latest values, every version, or the full audit trail."""
+    flt = SeriesFilter(name=name, series_id=series_id, labels=parse_labels(labels))
+    window = read.Window(
+        start_valid=parse_optional(start_valid, "start_valid"),
+        end_valid=parse_optional(end_valid, "end_valid"),
+        start_known=parse_optional(start_known, "start_known"),
+        end_known=parse_optional(end_known, "end_known"),
+        changed_before=parse_optional(changed_before, "changed_before"),
+    )
+    mode = read.Mode.AUDIT if include_updates else read.Mode.VERSIONS if versions else read.Mode.LATEST
+    chunks = read.stream_values(pool(), flt, window, mode)
+    head = next(chunks)  # resolves the series: lookup errors become problem responses here
+    second = next(chunks)
+    if second == b"]}":  # everything fit in one chunk: a plain, validated response
+        chunks.close()
+        return Response(head + second, 200, media_type="application/json")
+    return StreamingResponse(stream_in_thread(_prepend((head, second), chunks)), 200,
+                             media_type="application/json")
+
+
+def _prepend(first: tuple[bytes, ...], rest: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from first
+        yield from rest
+    finally:
+        rest.close()  # type: ignore[attr-defined]
+
+
+def _canonical(item: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if "value" in item:
+        fields["value"] = item["value"]
+    if "annotation" in item:
+        fields["annotation"] = (item["annotation"] or "").strip() or None
+    if "tags" in item:
+        tags = sorted({t.strip().lower() for t in item["tags"] or [] if t.strip()})
+        fields["tags"] = tags or None
+    if "changed_by" in item:
+        fields["changed_by"] = item["changed_by"]
+    return fields
+
+
+def _identity(item: dict[str, Any]) -> tuple[str, Any] | None:
+    if item.get("series_id") is not None:
+        return ("id", item["series_id"])
+    if item.get("name") is not None:
+        return ("name", (item["name"], tuple(sorted((item.get("labels") or {}).items()))))
+    return None
+
+
+def _resolve_series(conn: Connection, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The series of every item; items without identity use the first item's."""
+    first = _identity(updates[0])
+    if first is None:
+        raise InvalidInput("First update must include 'series_id' or 'name' (+labels) to identify the series.")
+    idents = [_identity(u) or first for u in updates]
+    ids = sorted({v for k, v in idents if k == "id"})
+    by_id = get_by_ids(conn, ids) if ids else {}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise SeriesNotFound(f"No series found with series_id={missing[0]}.")
+    resolved: dict[tuple[str, Any], dict[str, Any]] = {("id", k): v for k, v in by_id.items()}
+    for ident in idents:
+        if ident not in resolved:
+            name, labels = ident[1]
+            resolved[ident] = resolve_one(conn, SeriesFilter(name=name, labels=dict(labels) or None))
+    return [resolved[i] for i in idents]
+
+
+def update_records() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Apply corrections in order, in one transaction; the replaced values stay stored."""
+    updates = body()["updates"]
+    items: list[fix.Correction] = []
+    for i, u in enumerate(updates):
+        fields = _canonical(u)
+        if not fields:
+            raise InvalidInput(
+                f"updates[{i}]: No updates supplied: provide at least one of "
+                "'value', 'annotation', 'tags', 'changed_by'."
+            )
+        items.append(fix.Correction(
+            series_id=0, overlapping=False,
+            valid_time=parse_timestamp(u["valid_time"], f"updates[{i}].valid_time"),
+            batch_id=u.get("batch_id"),
+            known_time=parse_optional(u.get("known_time"), f"updates[{i}].known_time"),
+            fields=fields,
+        ))
+    with connection(pool()) as conn:
+        for item, series in zip(items, _resolve_series(conn, updates)):
+            item.series_id, item.overlapping = series["series_id"], series["overlapping"]
+        stored = fix.apply_corrections(conn, items)
+    return {"updated": [_result(item, row) for item, row in zip(items, stored)]}, 200, JSON
+
+
+def _result(item: fix.Correction, row: dict[str, Any]) -> dict[str, Any]:
+    change_time = row["change_time"].astimezone(UTC).isoformat()
+    if item.overlapping:
+        return {"overlapping_id": row["overlapping_id"], "batch_id": row["batch_id"],
+                "valid_time": item.valid_time.isoformat(), "series_id": item.series_id,
+                "change_time": change_time}
+    return {"flat_id": row["flat_id"], "series_id": item.series_id,
+            "valid_time": item.valid_time.isoformat(), "change_time": change_time}
