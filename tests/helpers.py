@@ -1,0 +1,52 @@
+"""Small factories and assertions shared by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(resp: Any, status: int, type_: str | None = None) -> dict[str, Any]:
+    """resp is an RFC 9457 problem with this status (and type); returns the body."""
+    assert resp.status_code == status, (resp.status_code, resp.text)
+    assert resp.headers["content-type"].startswith(PROBLEM), resp.headers["content-type"]
+    body = resp.json()
+    assert body["status"] == status
+    assert body["title"]
+    if type_ is not None:
+        assert body["type"] == type_, body
+    text = resp.text.lower()
+    for leak in ("traceback", "psycopg", "select ", "insert into", "relation \"", "constraint \""):
+        assert leak not in text, body
+    return body
+
+
+def make_series(client: Any, **overrides: Any) -> int:
+    """Create a series through the API; returns its id."""
+    body = {"name": "series", "unit": "MW", "labels": {}, "overlapping": False, **overrides}
+    resp = client.post("/series", json=body)
+    assert resp.status_code == 200, resp.text
+    return int(resp.json()["series_id"])
+
+
+def insert(client: Any, series_id: int, points: list[tuple[str, float | None]],
+           known_time: str | None = None, **extra: Any) -> dict[str, Any]:
+    """POST /values for [(valid_time, value), ...]; asserts 200."""
+    body: dict[str, Any] = {"series_id": series_id,
+                            "data": [{"valid_time": vt, "value": v} for vt, v in points], **extra}
+    if known_time is not None:
+        body["known_time"] = known_time
+    resp = client.post("/values", json=body)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def read(client: Any, **params: Any) -> list[dict[str, Any]]:
+    """GET /values; asserts 200 and a consistent count; returns data."""
+    resp = client.get("/values", params={k: str(v).lower() if isinstance(v, bool) else v
+                                         for k, v in params.items()})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["count"] == len(body["data"])
+    return body["data"]
