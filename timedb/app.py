@@ -43,8 +43,8 @@ def redact(dsn: str) -> str:
     except Exception:  # an unparsable DSN is reported by the connection attempt itself
         return "<unparsable DSN>"
     if "password" in parts:
-        parts["password"] = "***"
-    return make_conninfo(**parts)
+        parts["password"] = "***"  # noqa: S105
+    return make_conninfo("", **parts)
 
 
 class StartupError(RuntimeError):

@@ -63,7 +63,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     if data_dir.exists():
         _forget_dead_handles(data_dir)
-    server = ep.get_server(data_dir, cleanup_mode="stop")
+    server = ep.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     try:
         yield server.get_uri()
     finally:

@@ -53,6 +53,18 @@ def _int(env: dict[str, str], key: str, default: int) -> int:
         raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
 
 
+def _threshold(raw: str) -> int | None:
+    raw = raw.strip().lower()
+    if raw in ("none", "off", "disable", "disabled"):
+        return None
+    if not raw:
+        return 5
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"TIMEDB_PREPARE_THRESHOLD must be an integer or 'none', got {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server needs to know, fixed at start."""
@@ -63,6 +75,8 @@ class Settings:
     pool_timeout: float = 10.0
     max_body_bytes: int = 256 * 1024 * 1024
     validate_responses: bool = False
+    # None disables server-side prepared statements (PgBouncer in transaction mode)
+    prepare_threshold: int | None = 5
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -76,6 +90,7 @@ class Settings:
             pool_min_size=_int(env, "TIMEDB_POOL_MIN_SIZE", 2),
             pool_max_size=_int(env, "TIMEDB_POOL_MAX_SIZE", 10),
             max_body_bytes=_int(env, "TIMEDB_MAX_BODY_BYTES", 256 * 1024 * 1024),
+            prepare_threshold=_threshold(env.get("TIMEDB_PREPARE_THRESHOLD", "")),
             validate_responses=env.get("TIMEDB_VALIDATE_RESPONSES", "").lower()
             in {"1", "true", "yes", "on"},
         )

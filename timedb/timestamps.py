@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from timedb.errors import Unprocessable
 
-UTC = timezone.utc
 _fromiso = datetime.fromisoformat
 # "+01:00" arrives as " 01:00" when a client forgets to URL-encode '+'
 _SPACE_OFFSET = re.compile(r"(\d) (\d{2}(:?\d{2})?)$")

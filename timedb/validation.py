@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from typing import Any, cast
 
 import jsonschema_rs
 import orjson
@@ -68,15 +68,15 @@ def _parse_error(raw: bytes, exc: Exception) -> Exception:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return BadRequestProblem(detail="The request body is not valid UTF-8.")
+        return cast(Exception, BadRequestProblem(detail="The request body is not valid UTF-8."))
     try:
         json.loads(text)  # the stdlib accepts NaN, Infinity and 1e400 where orjson does not
     except (ValueError, RecursionError):
-        return BadRequestProblem(detail=f"The request body is not valid JSON: {exc}")
+        return cast(Exception, BadRequestProblem(detail=f"The request body is not valid JSON: {exc}"))
     return Unprocessable("Numbers must be finite: NaN, Infinity and out-of-range numbers are not allowed.")
 
 
-class FastJSONBodyValidator(AbstractRequestBodyValidator):
+class FastJSONBodyValidator(AbstractRequestBodyValidator):  # type: ignore[misc]
     """Parse with orjson, validate with jsonschema-rs, stash the body in the scope."""
 
     max_body_bytes = 256 * 1024 * 1024
@@ -113,7 +113,7 @@ class FastJSONBodyValidator(AbstractRequestBodyValidator):
             raise BadRequestProblem(detail=message)
 
 
-class FastJSONResponseValidator(AbstractResponseBodyValidator):
+class FastJSONResponseValidator(AbstractResponseBodyValidator):  # type: ignore[misc]
     """Validate buffered JSON responses; pass streamed ones (no Content-Length) through."""
 
     def __init__(self, scope: Scope, *, schema: dict[str, Any], nullable: bool = False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -15,7 +15,6 @@ from psycopg.types.json import Jsonb
 
 from timedb.errors import BatchNotFound, PointNotFound
 
-UTC = timezone.utc
 TRI_STATE = ("value", "annotation", "tags", "changed_by")
 
 
@@ -73,7 +72,7 @@ RETURNING {row_id}, series_id, valid_time, change_time{batch_ret}
 """
 
 
-def _statements(overlapping: bool) -> tuple[sql.Composable, sql.Composable]:
+def _statements(overlapping: bool) -> tuple[sql.Composed, sql.Composed]:
     if overlapping:
         lookup = sql.SQL(LOOKUP).format(
             row_id=sql.SQL("t.overlapping_id"), batch=sql.SQL("t.batch_id"),

@@ -23,7 +23,7 @@ def make_pool(settings: Settings) -> ConnectionPool:
         timeout=settings.pool_timeout,
         open=False,
         name="timedb",
-        kwargs={"application_name": "timedb"},
+        kwargs={"application_name": "timedb", "prepare_threshold": settings.prepare_threshold},
     )
 
 

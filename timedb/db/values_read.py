@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -58,28 +58,29 @@ def _utc(column: str) -> sql.Composable:
     return sql.SQL("{} AT TIME ZONE 'UTC'").format(sql.Identifier(column))
 
 
-def build_query(overlapping: bool, mode: Mode, window: Window) -> tuple[sql.Composable, dict[str, Any]]:
+def build_query(overlapping: bool, mode: Mode, window: Window) -> tuple[sql.Composed, dict[str, Any]]:
     """The read query for one series kind and mode; first column is the total count."""
     table = sql.Identifier("overlapping" if overlapping else "flat")
     where, params = window.where()
     # overlapping: the newest forecast wins, then its newest correction; flat: the newest write
     rank = sql.SQL("known_time DESC, change_time DESC" if overlapping else "change_time DESC")
+    template: sql.SQL
     if mode is Mode.LATEST:
-        inner = sql.SQL(
+        template = sql.SQL(
             "SELECT DISTINCT ON (valid_time) {vt}, {vte}, value FROM {t} WHERE {w} "
             "ORDER BY valid_time, {rank}"
         )
     elif mode is Mode.VERSIONS:
-        inner = sql.SQL(
+        template = sql.SQL(
             "SELECT DISTINCT ON (known_time, valid_time) {kt}, {vt}, {vte}, value FROM {t} WHERE {w} "
             "ORDER BY known_time, valid_time, change_time DESC"
         )
     else:
-        inner = sql.SQL(
+        template = sql.SQL(
             "SELECT {kt}, {vt}, {vte}, {ct}, value, changed_by, annotation, tags, {batch} "
             "FROM {t} WHERE {w} ORDER BY known_time, valid_time, change_time"
         )
-    inner = inner.format(
+    inner = template.format(
         vt=_utc("valid_time"), vte=_utc("valid_time_end"), kt=_utc("known_time"),
         ct=_utc("change_time"), t=table, w=where, rank=rank,
         batch=sql.SQL("batch_id" if overlapping else "NULL::bigint"),
@@ -123,7 +124,7 @@ ENCODERS: dict[Mode, Callable[[Sequence[tuple[Any, ...]]], bytes]] = {
 
 def stream_values(
     pool: ConnectionPool, flt: SeriesFilter, window: Window, mode: Mode, chunk_rows: int = CHUNK_ROWS
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """Yield the JSON document `{"count": n, "data": [...]}` in chunks.
 
     The first `next()` resolves the series and runs the query, so lookup errors

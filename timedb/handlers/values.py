@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import Response, StreamingResponse
@@ -19,7 +19,6 @@ from timedb.handlers.streaming import stream_in_thread
 from timedb.timestamps import parse_optional, parse_timestamp
 
 JSON = {"Content-Type": "application/json"}
-UTC = timezone.utc
 
 
 def _points(data: list[dict[str, Any]]) -> list[write.Point]:
@@ -88,12 +87,12 @@ def read_values(name: str | None = None, labels: str | None = None, series_id: i
                              media_type="application/json")
 
 
-def _prepend(first: tuple[bytes, ...], rest: Iterator[bytes]) -> Iterator[bytes]:
+def _prepend(first: tuple[bytes, ...], rest: Generator[bytes, None, None]) -> Iterator[bytes]:
     try:
         yield from first
         yield from rest
     finally:
-        rest.close()  # type: ignore[attr-defined]
+        rest.close()
 
 
 def _canonical(item: dict[str, Any]) -> dict[str, Any]:
@@ -156,10 +155,10 @@ def update_records() -> tuple[dict[str, Any], int, dict[str, str]]:
             fields=fields,
         ))
     with connection(pool()) as conn:
-        for item, series in zip(items, _resolve_series(conn, updates)):
+        for item, series in zip(items, _resolve_series(conn, updates), strict=True):
             item.series_id, item.overlapping = series["series_id"], series["overlapping"]
         stored = fix.apply_corrections(conn, items)
-    return {"updated": [_result(item, row) for item, row in zip(items, stored)]}, 200, JSON
+    return {"updated": [_result(item, row) for item, row in zip(items, stored, strict=True)]}, 200, JSON
 
 
 def _result(item: fix.Correction, row: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,28 @@
+# timedb API server. Configure with TIMEDB_DSN (or DATABASE_URL) at run time:
+#   docker build -t timedb-api .
+#   docker run -p 8000:8000 -e TIMEDB_DSN="postgresql://user:password@db:5432/timedb" timedb-api
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first (read from pyproject.toml), so source edits do not reinstall them.
+COPY pyproject.toml README.md ./
+RUN python -c "import subprocess, sys, tomllib; \
+deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+subprocess.check_call([sys.executable, '-m', 'pip', 'install', *deps])"
+
+COPY openapi ./openapi
+COPY timedb ./timedb
+RUN pip install --no-deps . \
+ && useradd --system --no-create-home --uid 10001 timedb
+
+USER timedb
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD python -c "import urllib.request, sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"
+CMD ["uvicorn", "timedb.api:app", "--host", "0.0.0.0", "--port", "8000"]
