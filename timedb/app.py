@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
@@ -11,13 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from connexion import AsyncApp
-from connexion.options import SwaggerUIOptions
+
+with warnings.catch_warnings():
+    # connexion imports starlette.testclient, which warns about httpx on every start
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from connexion import AsyncApp
+    from connexion.middleware import MiddlewarePosition
+    from connexion.options import SwaggerUIOptions
 from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
-from timedb.db.pool import make_pool, open_pool
+from timedb.db.pool import check_connection, make_pool, open_pool
 from timedb.errors import TimedbError
 from timedb.problems import render_problem, render_unexpected
 from timedb.settings import Settings
@@ -51,17 +57,39 @@ class StartupError(RuntimeError):
     """The server cannot start (e.g. the database is unreachable)."""
 
 
+class QuietStartupFailure:
+    """Report a StartupError to the ASGI server as its one-line message, not a traceback."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                text = message.get("message", "")
+                marker = f"{__name__}.StartupError: "
+                if marker in text:
+                    message = {**message, "message": text.split(marker, 1)[1].strip()}
+            await send(message)
+
+        await self.app(scope, receive, send_)
+
+
 def make_lifespan(settings: Settings) -> Any:
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
         pool = make_pool(settings)
         try:
+            await anyio.to_thread.run_sync(check_connection, settings.dsn)
             await anyio.to_thread.run_sync(open_pool, pool, settings.pool_timeout)
-        except (PoolTimeout, Exception) as exc:
+        except (TimedbError, PoolTimeout) as exc:
             pool.close()
-            message = f"timedb: cannot connect to the database at {redact(settings.dsn)} ({type(exc).__name__})"
-            log.error(message)
-            raise StartupError(message) from None
+            reason = exc.detail if isinstance(exc, TimedbError) else "timed out"
+            raise StartupError(f"timedb: cannot connect to the database at {redact(settings.dsn)}: {reason}") from None
         try:
             yield {"pool": pool}
         finally:
@@ -93,6 +121,7 @@ def create_app(settings: Settings) -> AsyncApp:
         validator_map=validator_map(settings.max_body_bytes),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs", spec_path="/openapi.json"),
     )
+    app.add_middleware(QuietStartupFailure, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_url_rule("/redoc", "redoc", redoc_page)
     app.add_url_rule("/redoc-static/redoc.standalone.js", "redoc_bundle", redoc_bundle)
     app.add_api(

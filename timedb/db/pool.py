@@ -27,6 +27,17 @@ def make_pool(settings: Settings) -> ConnectionPool:
     )
 
 
+def check_connection(dsn: str, timeout: int = 5) -> None:
+    """Connect once, so a bad DSN fails at start with the driver's first line."""
+    from timedb.errors import ServiceUnavailable
+
+    try:
+        psycopg.connect(dsn, connect_timeout=timeout).close()
+    except psycopg.Error as exc:
+        lines = str(exc).strip().splitlines()
+        raise ServiceUnavailable(lines[0] if lines else type(exc).__name__) from None
+
+
 def open_pool(pool: ConnectionPool, timeout: float = 10.0) -> None:
     """Open the pool and wait for a first connection, so a bad DSN fails at start."""
     pool.open(wait=True, timeout=timeout)
