@@ -1,0 +1,36 @@
+import pytest
+
+from timedb.errors import ConfigError
+from timedb.settings import Settings, environment, read_dotenv
+
+
+def test_timedb_dsn_wins_over_database_url():
+    s = Settings.from_env({"TIMEDB_DSN": "postgresql:///a", "DATABASE_URL": "postgresql:///b"})
+    assert s.dsn == "postgresql:///a"
+
+
+def test_database_url_is_the_fallback():
+    assert Settings.from_env({"DATABASE_URL": "postgresql:///b"}).dsn == "postgresql:///b"
+
+
+def test_missing_dsn_names_both_variables_and_embedded():
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({})
+    text = str(err.value)
+    assert "TIMEDB_DSN" in text and "DATABASE_URL" in text and "--embedded" in text
+
+
+def test_dotenv_never_overrides_the_environment(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text('# comment\nexport TIMEDB_DSN="postgresql:///from-file"\nOTHER=1\n')
+    monkeypatch.setenv("TIMEDB_DSN", "postgresql:///from-env")
+    env = environment(tmp_path)
+    assert env["TIMEDB_DSN"] == "postgresql:///from-env"
+    assert env["OTHER"] == "1"
+    assert read_dotenv(tmp_path / ".env")["TIMEDB_DSN"] == "postgresql:///from-file"
+
+
+def test_prepare_threshold_none_for_pgbouncer():
+    s = Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_PREPARE_THRESHOLD": "none"})
+    assert s.prepare_threshold is None
+    with pytest.raises(ConfigError):
+        Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_POOL_MAX_SIZE": "many"})
