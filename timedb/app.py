@@ -19,6 +19,7 @@ with warnings.catch_warnings():
     from connexion import AsyncApp
     from connexion.middleware import MiddlewarePosition
     from connexion.options import SwaggerUIOptions
+import yaml
 from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
@@ -113,6 +114,38 @@ async def redoc_bundle(_request: Request) -> Response:
                     headers={"Cache-Control": "public, max-age=86400"})
 
 
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+class AllowHeader:
+    """Starlette lists only the first matching route's methods in a 405's Allow header
+    (Connexion adds one route per operation); set it from the spec instead."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        spec = yaml.safe_load(spec_path().read_text(encoding="utf-8"))
+        self.allowed: dict[str, bytes] = {}
+        for path, item in spec["paths"].items():
+            methods = {m.upper() for m in item if m in HTTP_METHODS}
+            if "GET" in methods:
+                methods.add("HEAD")
+            self.allowed[path] = ", ".join(sorted(methods)).encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        allow = self.allowed.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if allow is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_(message: Any) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                message = {**message, "headers": [*headers, (b"allow", allow)]}
+            await send(message)
+
+        await self.app(scope, receive, send_)
+
+
 def create_app(settings: Settings) -> AsyncApp:
     """The timedb ASGI application for these settings (connects only at startup)."""
     app = AsyncApp(
@@ -122,6 +155,7 @@ def create_app(settings: Settings) -> AsyncApp:
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs", spec_path="/openapi.json"),
     )
     app.add_middleware(QuietStartupFailure, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(AllowHeader, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_url_rule("/redoc", "redoc", redoc_page)
     app.add_url_rule("/redoc-static/redoc.standalone.js", "redoc_bundle", redoc_bundle)
     app.add_api(

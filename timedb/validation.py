@@ -22,7 +22,7 @@ from connexion.validators import (
     AbstractResponseBodyValidator,
 )
 from starlette.datastructures import Headers
-from starlette.types import Message, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from timedb.errors import PayloadTooLarge, Unprocessable
 
@@ -104,6 +104,22 @@ class FastJSONBodyValidator(AbstractRequestBodyValidator):  # type: ignore[misc]
             raise _parse_error(raw, exc) from None
         scope.setdefault("state", {})[BODY_KEY] = body
         return body
+
+    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
+        """Read and validate the body, with or without Content-Length (chunked bodies too:
+        Connexion's base class takes a missing Content-Length for a missing body)."""
+        messages: list[Message] = []
+
+        async def stream() -> AsyncGenerator[bytes, None]:
+            more_body = True
+            while more_body:
+                message = await receive()
+                messages.append(message)
+                more_body = message.get("more_body", False)
+                yield message.get("body", b"")
+
+        self._validate(await self._parse(stream(), scope=scope))
+        return self._insert_messages(receive, messages=messages), scope
 
     def _validate(self, body: Any) -> None:
         if body is None:

@@ -22,6 +22,7 @@ def make_pool(settings: Settings) -> ConnectionPool:
         max_size=settings.pool_max_size,
         timeout=settings.pool_timeout,
         open=False,
+        check=ConnectionPool.check_connection,
         name="timedb",
         kwargs={"application_name": "timedb", "prepare_threshold": settings.prepare_threshold},
     )

@@ -26,10 +26,13 @@ def create_series() -> tuple[dict[str, Any], int, dict[str, str]]:
     """Create a series, or return the existing one with the same (name, labels)."""
     req = body()
     description = (req.get("description") or "").strip() or None
+    name = req["name"].strip()
+    if not name:
+        raise InvalidInput("name must not be blank.")
     with connection(pool()) as conn:
         series_id, created = db.create_series(
             conn,
-            name=req["name"].strip(),
+            name=name,
             unit=req.get("unit", "dimensionless").strip(),
             labels=req.get("labels", {}),
             description=description,
@@ -49,7 +52,8 @@ def _decode_cursor(cursor: str) -> tuple[str, str, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         name, unit, series_id = orjson.loads(raw)
-        if isinstance(name, str) and isinstance(unit, str) and type(series_id) is int:
+        if (isinstance(name, str) and isinstance(unit, str) and type(series_id) is int
+                and "\x00" not in name + unit):
             return name, unit, series_id
     except (ValueError, TypeError, orjson.JSONDecodeError):
         pass
