@@ -13,6 +13,7 @@ try:
 except ConfigError as exc:
     # one clear line and a non-zero exit instead of a traceback from the server's importer
     print(f"timedb: {exc}", file=sys.stderr)
-    raise SystemExit(2) from None
+    # 4: gunicorn stops instead of restarting workers that cannot boot
+    raise SystemExit(4) from None
 
 app = create_app(settings)

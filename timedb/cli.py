@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -67,6 +68,9 @@ def api(host: str, port: int, reload: bool, embedded: bool, data_dir: Path | Non
         with embedded_postgres(directory) as dsn:
             create_tables(dsn)
             os.environ["TIMEDB_DSN"] = dsn
+            # uvicorn re-raises SIGTERM after its graceful shutdown; as KeyboardInterrupt it
+            # unwinds through this block (stopping PostgreSQL) instead of killing the process
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
             _serve(uvicorn, host, port, reload)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

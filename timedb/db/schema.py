@@ -64,10 +64,27 @@ def _check_intervals(conn: psycopg.Connection, retention: dict[str, str]) -> Non
             raise InvalidInput(f"--retention-{tier}: {value!r} is not a valid interval") from None
 
 
+def _connect(dsn: str) -> psycopg.Connection:
+    """Connect for a CLI command; a bad DSN or an unreachable server is one clear line."""
+    from timedb.errors import InvalidInput, ServiceUnavailable
+
+    try:
+        return psycopg.connect(dsn, connect_timeout=10)
+    except psycopg.ProgrammingError as exc:
+        raise InvalidInput(f"invalid DSN: {_first_line(exc)}") from None
+    except psycopg.OperationalError as exc:
+        raise ServiceUnavailable(f"cannot connect to the database: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def create_tables(dsn: str, schema: str | None = None, retention: dict[str, str] | None = None) -> None:
     """Apply the schema (idempotent), in one transaction."""
     retention = {**RETENTION_DEFAULTS, **(retention or {})}
-    with translated(), psycopg.connect(dsn) as conn:
+    with _connect(dsn) as conn, translated():
         _check_intervals(conn, retention)
         # serialise concurrent `create tables` runs: CREATE ... IF NOT EXISTS is not race-free
         conn.execute("SELECT pg_advisory_xact_lock(7345001)")
@@ -76,7 +93,7 @@ def create_tables(dsn: str, schema: str | None = None, retention: dict[str, str]
 
 def delete_tables(dsn: str, schema: str | None = None) -> None:
     """Drop every timedb table."""
-    with translated(), psycopg.connect(dsn) as conn:
+    with _connect(dsn) as conn, translated():
         conn.execute(drop_ddl(schema).encode())
 
 
