@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.helpers import assert_problem, insert, make_series, read
 
-UTC = timezone.utc
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 KT1 = "2025-01-01T00:00:00+00:00"
 KT2 = "2025-01-01T06:00:00+00:00"
@@ -62,7 +61,7 @@ def test_overlapping_known_time_defaults_to_now(client):
     rows = versions(client, sid)
     assert len({r["known_time"] for r in rows}) == 1  # one batch, one known_time
     kt = datetime.fromisoformat(rows[0]["known_time"])
-    assert before - timedelta(seconds=5) <= kt <= after + timedelta(seconds=5)
+    assert before - timedelta(seconds=60) <= kt <= after + timedelta(seconds=60)
 
 
 def test_each_overlapping_post_is_a_new_batch(client):
@@ -243,13 +242,12 @@ def test_duplicate_valid_time_in_one_request_is_422(client, overlapping, size):
 
 
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
-@pytest.mark.parametrize("size", [2, 50])
+@pytest.mark.parametrize("size", [2, 49, 50, 5000])
 def test_same_instant_with_different_offsets_is_a_duplicate(client, overlapping, size):
     sid = make_series(client, name="s", overlapping=overlapping)
-    data = [{"valid_time": t, "value": 1.0} for t in hours(size - 1, T0 + timedelta(days=1))]
+    data = [{"valid_time": t, "value": 1.0} for t in hours(size - 2, T0 + timedelta(days=1))]
     data += [{"valid_time": "2025-01-01T00:00:00Z", "value": 1.0},
-             {"valid_time": "2025-01-01T02:00:00+02:00", "value": 2.0}][: 2 if size > 1 else 1]
-    data = data[-size:]
+             {"valid_time": "2025-01-01T02:00:00+02:00", "value": 2.0}]
     resp = post(client, {"series_id": sid, "data": data})
     assert_problem(resp, 422)
     assert read(client, series_id=sid, include_updates=True) == []
@@ -264,6 +262,18 @@ def test_duplicate_valid_time_in_one_request_does_not_touch_existing_data(client
                                                    {"valid_time": KT2, "value": 6.0}]})
     assert_problem(resp, 422)
     assert audit(client, sid) == before
+
+
+def test_duplicate_in_overlapping_request_leaves_no_batch(client):
+    sid = make_series(client, name="fc", overlapping=True)
+    first = insert(client, sid, [(KT1, 1.0)], known_time=KT1)["batch_id"]
+    resp = post(client, {"series_id": sid, "known_time": KT2,
+                         "data": [{"valid_time": KT2, "value": 5.0}, {"valid_time": KT2, "value": 6.0}]})
+    assert_problem(resp, 422)
+    orphan = client.put("/values", json={"updates": [
+        {"series_id": sid, "batch_id": first + 1, "valid_time": KT2, "value": 7.0}]})
+    assert_problem(orphan, 404)
+    assert versions(client, sid) == [{"known_time": KT1, "valid_time": KT1, "value": 1.0}]
 
 
 # --- overlapping version conflicts ----------------------------------------------------------------
@@ -283,7 +293,10 @@ def test_existing_overlapping_version_is_409_and_nothing_is_stored(client):
     assert versions(client, sid) == before_versions
     assert audit(client, sid) == before_audit
     assert {r["batch_id"] for r in audit(client, sid)} == {first}
-    # the failed request left no batch behind that a later insert could collide with
+    # the failed request left no batch behind: its id cannot be used to add points
+    orphan = client.put("/values", json={"updates": [
+        {"series_id": sid, "batch_id": first + 1, "valid_time": "2025-01-02T00:00:00Z", "value": 7.0}]})
+    assert_problem(orphan, 404)
     nxt = insert(client, sid, [("2025-01-02T00:00:00Z", 7.0)], known_time=KT1)
     assert {r["batch_id"] for r in audit(client, sid)} == {first, nxt["batch_id"]}
 
@@ -324,7 +337,7 @@ def test_flat_repost_with_same_known_time_is_not_a_conflict(client):
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
 def test_non_finite_values_are_422(client, overlapping, literal):
     sid = make_series(client, name="s", overlapping=overlapping)
-    raw = '{"series_id": %d, "data": [{"valid_time": "2025-01-01T00:00:00Z", "value": %s}]}' % (sid, literal)
+    raw = f'{{"series_id": {sid}, "data": [{{"valid_time": "2025-01-01T00:00:00Z", "value": {literal}}}]}}'
     resp = client.post("/values", content=raw, headers={"Content-Type": "application/json"})
     assert_problem(resp, 422)
     assert read(client, series_id=sid, include_updates=True) == []
@@ -456,8 +469,9 @@ def test_extreme_timestamps_never_500(client, overlapping, when, field):
 def test_nasty_bodies_get_a_problem_not_a_500(client, overlapping, body):
     make_series(client, name="s", overlapping=overlapping)
     resp = post(client, body)
-    assert 400 <= resp.status_code < 500, resp.text
-    assert_problem(resp, resp.status_code)
+    assert resp.status_code < 500, resp.text
+    if resp.status_code != 200:  # a flat series ignores workflow_id and batch_params
+        assert_problem(resp, resp.status_code)
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"\xff\xfe", b"null", b'{"series_id": 1, "data": [{"valid_time": "'
@@ -467,3 +481,13 @@ def test_malformed_json_is_a_problem(client, raw):
     resp = client.post("/values", content=raw, headers={"Content-Type": "application/json"})
     assert 400 <= resp.status_code < 500, resp.text
     assert_problem(resp, resp.status_code)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_wrong_content_type_is_a_problem(client, content_type):
+    sid = make_series(client, name="s")
+    resp = client.post("/values", content=b'{"series_id": %d, "data": [{"valid_time": "2025-01-01"}]}' % sid,
+                       headers={"Content-Type": content_type})
+    assert resp.status_code in (400, 415)
+    assert_problem(resp, resp.status_code)
+    assert read(client, series_id=sid) == []

@@ -13,7 +13,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from timedb.errors import BatchNotFound, PointNotFound
+from timedb.errors import BatchNotFound, PointNotFound, VersionConflict
 
 TRI_STATE = ("value", "annotation", "tags", "changed_by")
 
@@ -37,7 +37,8 @@ def _jsonb(rows: list[dict[str, Any]]) -> Jsonb:
 LOOKUP = """
 SELECT i.idx, cur.row_id, cur.batch_id, cur.known_time, cur.change_time, cur.valid_time_end,
        cur.value, cur.annotation, cur.tags, cur.changed_by,
-       b.batch_id IS NOT NULL AS batch_exists, b.known_time AS batch_known_time
+       b.batch_id IS NOT NULL AS batch_exists, b.known_time AS batch_known_time,
+       {taken} AS version_taken
 FROM jsonb_to_recordset(%(items)s) AS i(idx int, series_id bigint, valid_time timestamptz,
                                         batch_id bigint, known_time timestamptz)
 LEFT JOIN batches_table b ON b.batch_id = i.batch_id AND b.series_id = i.series_id
@@ -78,6 +79,9 @@ def _statements(overlapping: bool) -> tuple[sql.Composed, sql.Composed]:
             row_id=sql.SQL("t.overlapping_id"), batch=sql.SQL("t.batch_id"),
             table=sql.Identifier("overlapping"), selector=sql.SQL(OVERLAPPING_SELECTOR),
             rank=sql.SQL("t.known_time DESC, t.change_time DESC"),
+            # another batch with the same known_time may already hold this version
+            taken=sql.SQL("EXISTS (SELECT 1 FROM overlapping o WHERE o.series_id = i.series_id "
+                          "AND o.valid_time = i.valid_time AND o.known_time = b.known_time)"),
         )
         insert = sql.SQL(INSERT).format(
             table=sql.Identifier("overlapping"), batch_col=sql.SQL(", batch_id"),
@@ -89,6 +93,7 @@ def _statements(overlapping: bool) -> tuple[sql.Composed, sql.Composed]:
             row_id=sql.SQL("t.flat_id"), batch=sql.SQL("NULL::bigint"),
             table=sql.Identifier("flat"), selector=sql.SQL(""),
             rank=sql.SQL("t.change_time DESC"),
+            taken=sql.SQL("false"),
         )
         insert = sql.SQL(INSERT).format(
             table=sql.Identifier("flat"), batch_col=sql.SQL(""), batch_val=sql.SQL(""),
@@ -132,6 +137,12 @@ def _new_row(item: Correction, cur: dict[str, Any]) -> dict[str, Any]:
                 + ("; provide 'value' to create it in this batch." if item.batch_id else
                    "; insert it with POST /values, or give an existing batch_id and a value.")
             )
+        if cur["version_taken"]:
+            raise VersionConflict(
+                f"A version with known_time {cur['batch_known_time'].isoformat()} already exists for "
+                f"series_id={item.series_id} at valid_time={item.valid_time.isoformat()} (in another "
+                "batch); correct that version instead."
+            )
         base: dict[str, Any] = {"batch_id": item.batch_id, "known_time": cur["batch_known_time"],
                                 "valid_time_end": None, "prev_change_time": None,
                                 "value": None, "annotation": None, "tags": None, "changed_by": None}
@@ -149,6 +160,9 @@ def apply_corrections(conn: psycopg.Connection, items: Sequence[Correction]) -> 
     """Apply every item in order; returns the stored rows, one per item, in request order."""
     results: list[dict[str, Any] | None] = [None] * len(items)
     cur = conn.cursor(row_factory=dict_row)
+    # the same lock as inserts that name a known_time: no version can appear concurrently
+    for series_id in sorted({i.series_id for i in items if i.overlapping and i.batch_id is not None}):
+        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s::text))", (7345002, str(series_id)))
     for round_ in _rounds(items):
         for overlapping in (True, False):
             idxs = [i for i in round_ if items[i].overlapping is overlapping]
