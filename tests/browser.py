@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["chromium_path", "render_dom", "run_chromium", "ChromiumResult"]
+__all__ = ["ChromiumResult", "chromium_path", "render_dom", "run_chromium"]
 
 _CANDIDATES = (
     "/usr/bin/chromium",
