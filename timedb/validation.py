@@ -45,11 +45,20 @@ def to_json_schema(node: Any) -> Any:
 _compiled: dict[str, jsonschema_rs.Draft4Validator] = {}
 
 
+_by_identity: dict[int, tuple[dict[str, Any], jsonschema_rs.Draft4Validator]] = {}
+
+
 def compile_schema(schema: dict[str, Any]) -> jsonschema_rs.Draft4Validator:
     """A cached jsonschema-rs validator for an (already dereferenced) OpenAPI schema."""
+    # Connexion builds a validator per request with the same schema object (which carries every
+    # component of the spec): look it up by identity before serialising it for the content key
+    hit = _by_identity.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
     key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode()
     if key not in _compiled:
         _compiled[key] = jsonschema_rs.Draft4Validator(to_json_schema(schema), validate_formats=False)
+    _by_identity[id(schema)] = (schema, _compiled[key])  # holds the schema, so its id stays unique
     return _compiled[key]
 
 

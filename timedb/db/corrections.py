@@ -41,7 +41,12 @@ SELECT i.idx, cur.row_id, cur.batch_id, cur.known_time, cur.change_time, cur.val
        {taken} AS version_taken
 FROM jsonb_to_recordset(%(items)s) AS i(idx int, series_id bigint, valid_time timestamptz,
                                         batch_id bigint, known_time timestamptz)
-LEFT JOIN batches_table b ON b.batch_id = i.batch_id AND b.series_id = i.series_id
+-- LATERAL + LIMIT keeps this a primary-key probe per item (a plain join is planned as a
+-- hash join over all of batches_table, a full scan per request)
+LEFT JOIN LATERAL (
+    SELECT bt.batch_id, bt.known_time FROM batches_table bt
+    WHERE bt.batch_id = i.batch_id AND bt.series_id = i.series_id LIMIT 1
+) b ON true
 LEFT JOIN LATERAL (
     SELECT {row_id} AS row_id, {batch} AS batch_id, t.known_time, t.change_time, t.valid_time_end,
            t.value, t.annotation, t.tags, t.changed_by

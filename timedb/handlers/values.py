@@ -6,6 +6,7 @@ from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from starlette.responses import Response, StreamingResponse
 
 from timedb.db import corrections as fix
@@ -136,7 +137,7 @@ def _resolve_series(conn: Connection, updates: list[dict[str, Any]]) -> list[dic
     return [resolved[i] for i in idents]
 
 
-def update_records() -> tuple[dict[str, Any], int, dict[str, str]]:
+def update_records() -> Response:
     """Apply corrections in order, in one transaction; the replaced values stay stored."""
     updates = body()["updates"]
     items: list[fix.Correction] = []
@@ -158,14 +159,16 @@ def update_records() -> tuple[dict[str, Any], int, dict[str, str]]:
         for item, series in zip(items, _resolve_series(conn, updates), strict=True):
             item.series_id, item.overlapping = series["series_id"], series["overlapping"]
         stored = fix.apply_corrections(conn, items)
-    return {"updated": [_result(item, row) for item, row in zip(items, stored, strict=True)]}, 200, JSON
+    # orjson prints aware datetimes as isoformat() does; Connexion would encode with the stdlib
+    return Response(orjson.dumps({"updated": [_result(item, row) for item, row in zip(items, stored, strict=True)]}),
+                    200, media_type="application/json")
 
 
 def _result(item: fix.Correction, row: dict[str, Any]) -> dict[str, Any]:
-    change_time = row["change_time"].astimezone(UTC).isoformat()
+    change_time = row["change_time"].astimezone(UTC)
     if item.overlapping:
         return {"overlapping_id": row["overlapping_id"], "batch_id": row["batch_id"],
-                "valid_time": item.valid_time.isoformat(), "series_id": item.series_id,
+                "valid_time": item.valid_time, "series_id": item.series_id,
                 "change_time": change_time}
     return {"flat_id": row["flat_id"], "series_id": item.series_id,
-            "valid_time": item.valid_time.isoformat(), "change_time": change_time}
+            "valid_time": item.valid_time, "change_time": change_time}
