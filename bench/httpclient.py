@@ -30,6 +30,8 @@ class HttpError(RuntimeError):
 class Client:
     """One keep-alive connection to host:port."""
 
+    idle_limit = 3.0  # seconds; reconnect rather than reuse a connection the server may have closed
+
     def __init__(self, host: str, port: int, timeout: float = 600.0) -> None:
         self.host, self.port, self.timeout = host, port, timeout
         self._scratch = bytearray(1 << 20)
@@ -39,6 +41,7 @@ class Client:
         self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.rfile = self.sock.makefile("rb", buffering=1 << 20)
+        self.last_used = time.monotonic()
 
     def close(self) -> None:
         try:
@@ -57,11 +60,14 @@ class Client:
 
     def send(self, raw: bytes, keep: bool = True) -> Reply:
         """Send one encoded request and read the reply; `keep=False` drains the body."""
+        if time.monotonic() - self.last_used > self.idle_limit:
+            self.close()  # the server drops idle keep-alive connections (uvicorn: after 5 s)
+            self._connect()
         t0, c0 = time.perf_counter(), time.thread_time()
         try:
             self.sock.sendall(raw)
             status, headers = self._head()
-        except (ConnectionError, TimeoutError) as exc:  # a server that closed an idle connection
+        except (ConnectionError, TimeoutError) as exc:
             raise HttpError(f"connection failed: {exc}") from exc
         if headers.get("transfer-encoding", "").lower() == "chunked":
             body, n = self._chunked(keep)
@@ -71,7 +77,9 @@ class Client:
         if headers.get("connection", "").lower() == "close":
             self.close()
             self._connect()
-        return Reply(status, headers, body, n, time.perf_counter() - t0, time.thread_time() - c0)
+        reply = Reply(status, headers, body, n, time.perf_counter() - t0, time.thread_time() - c0)
+        self.last_used = time.monotonic()
+        return reply
 
     def request(self, method: str, path: str, body: bytes | None = None, keep: bool = True) -> Reply:
         return self.send(self.encode(method, path, body), keep)

@@ -1,0 +1,1 @@
+"""timedb benchmark: the real server over HTTP against raw PostgreSQL, same run, same database."""
