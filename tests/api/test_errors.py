@@ -318,7 +318,8 @@ def test_terminated_connections_are_replaced_transparently(doomed, server_dsn):
     client, name = doomed
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         killed = conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            # wait (up to 5 s) until each backend has exited: only then are its sockets closed
+            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchone()[0]
     assert killed >= 1
     time.sleep(0.2)

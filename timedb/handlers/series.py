@@ -6,7 +6,6 @@ import base64
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from connexion import request
 
 from timedb.db import series as db
@@ -43,21 +42,22 @@ def create_series() -> tuple[dict[str, Any], int, dict[str, str]]:
     return {"series_id": series_id, "message": message, "created": created}, 200, JSON
 
 
+CURSOR_MESSAGE = "cursor is not a value returned in a Link header."
+
+
 def _encode_cursor(row: dict[str, Any]) -> str:
-    raw = orjson.dumps([row["name"], row["unit"], row["series_id"]])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """The position after `row`: its series_id only, so the URL stays short whatever the name."""
+    return base64.urlsafe_b64encode(b"%d" % row["series_id"]).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str, int]:
+def _decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        name, unit, series_id = orjson.loads(raw)
-        if (isinstance(name, str) and isinstance(unit, str) and type(series_id) is int
-                and "\x00" not in name + unit):
-            return name, unit, series_id
-    except (ValueError, TypeError, orjson.JSONDecodeError):
+        if raw.isdigit() and raw[:1] != b"0" and int(raw) < 2**63:
+            return int(raw)
+    except ValueError:
         pass
-    raise InvalidInput("cursor is not a value returned in a Link header.")
+    raise InvalidInput(CURSOR_MESSAGE)
 
 
 def list_series(name: str | None = None, labels: str | None = None, unit: str | None = None,
@@ -65,8 +65,14 @@ def list_series(name: str | None = None, labels: str | None = None, unit: str | 
                 cursor: str | None = None) -> tuple[list[dict[str, Any]], int, dict[str, str]]:
     """Matching series, ordered by name, unit, series_id; paged with limit + Link."""
     flt = _filter(name, labels, unit, series_id)
-    after = _decode_cursor(cursor) if cursor is not None else None
+    after_id = _decode_cursor(cursor) if cursor is not None else None
+    after = None
     with connection(pool()) as conn:
+        if after_id is not None:
+            last = db.get_by_ids(conn, [after_id]).get(after_id)
+            if last is None:
+                raise InvalidInput(CURSOR_MESSAGE)
+            after = (last["name"], last["unit"], after_id)
         rows = db.list_series(conn, flt, limit=None if limit is None else limit + 1, after=after)
     headers = dict(JSON)
     if limit is not None and len(rows) > limit:
