@@ -167,8 +167,8 @@ def update_records() -> Response:
 def _result(item: fix.Correction, row: dict[str, Any]) -> dict[str, Any]:
     change_time = row["change_time"].astimezone(UTC)
     if item.overlapping:
-        return {"overlapping_id": row["overlapping_id"], "batch_id": row["batch_id"],
+        return {"overlapping_id": row["stored_id"], "batch_id": row["batch_id"],
                 "valid_time": item.valid_time, "series_id": item.series_id,
                 "change_time": change_time}
-    return {"flat_id": row["flat_id"], "series_id": item.series_id,
+    return {"flat_id": row["stored_id"], "series_id": item.series_id,
             "valid_time": item.valid_time, "change_time": change_time}
