@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ if str(ROOT) not in sys.path:  # `pytest contract-tests` alone does not import t
 
 from contract_seed import seed  # noqa: E402
 
-from tests.conftest import free_port, server_env, wait_http  # noqa: E402
+from tests.conftest import free_port, server_env, start_process, stop_process  # noqa: E402
 from timedb.app import create_app  # noqa: E402
 from timedb.db.schema import TABLES  # noqa: E402
 from timedb.settings import Settings  # noqa: E402
@@ -49,30 +48,21 @@ class Target:
 
 
 @pytest.fixture(scope="session")
-def contract_target(make_database, tmp_path_factory) -> Iterator[Target]:
+def contract_target(make_database) -> Iterator[Target]:
     """The app on a fresh, seeded database: in-process over ASGI, or a real uvicorn with TIMEDB_CONTRACT_HTTP=1."""
     dsn = make_database()
     if os.environ.get("TIMEDB_CONTRACT_HTTP"):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        # the server's log goes to a file: an undrained pipe fills up and blocks the server mid-run
-        with open(tmp_path_factory.mktemp("uvicorn") / "server.log", "w") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
-                                    env=server_env(dsn, TIMEDB_VALIDATE_RESPONSES="1"), cwd=ROOT,
-                                    stdout=log, stderr=subprocess.STDOUT)
-            try:
-                wait_http(url + "/healthz", proc)
-                with requests.Session() as session:
-                    target = Target({"base_url": url}, session, url, dsn)
-                    seed(target.post, target.put)
-                    yield target
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        proc = start_process([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
+                             server_env(dsn, TIMEDB_VALIDATE_RESPONSES="1"), url + "/healthz")
+        try:
+            with requests.Session() as session:
+                target = Target({"base_url": url}, session, url, dsn)
+                seed(target.post, target.put)
+                yield target
+        finally:
+            stop_process(proc)
         return
     from schemathesis.python import asgi
 
