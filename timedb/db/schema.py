@@ -32,7 +32,7 @@ def _retention_sql(retention: dict[str, str]) -> str:
         for tier, value in retention.items()
     )
     return (
-        "\n-- retention per tier (recorded; enforced by TimescaleDB policies where used)\n"
+        "\n-- retention per tier (recorded only: timedb never deletes data by itself)\n"
         f"INSERT INTO timedb_settings (key, value) VALUES\n    {rows}\n"
         "    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;\n"
     )
