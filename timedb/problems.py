@@ -16,7 +16,10 @@ def render_problem(_request: ConnexionRequest, exc: Exception) -> ConnexionRespo
     """Turn a TimedbError into a problem+json response."""
     assert isinstance(exc, TimedbError)
     if exc.status >= 500:
-        log.error("%s: %s", type(exc).__name__, exc.detail)
+        # the cause (driver error) goes to the log only, never to the client
+        cause = exc.__cause__
+        log.error("%s: %s%s", type(exc).__name__, exc.detail,
+                  f" (cause: {type(cause).__name__}: {str(cause).strip()[:500]})" if cause else "")
     return problem(
         status=exc.status,
         title=exc.title,
