@@ -83,14 +83,14 @@ def _check_database(dsn: str) -> None:
     """Fail fast, with one line, when the database cannot be reached."""
     import psycopg
 
+    from timedb.db.errors import first_line
     from timedb.db.schema import schema_present
 
     try:
         with psycopg.connect(dsn, connect_timeout=10) as conn:
             present = schema_present(conn)
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise click.ClickException(f"cannot connect to the database at {_short(dsn)}: {first}") from None
+        raise click.ClickException(f"cannot connect to the database at {_short(dsn)}: {first_line(exc)}") from None
     if not present:
         click.echo("Warning: the timedb tables do not exist yet; run `timedb create tables`.", err=True)
 

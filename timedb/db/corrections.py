@@ -80,7 +80,7 @@ WITH i AS (
     WHERE f.row_id IS NOT NULL {create}
     RETURNING {row_id_col} AS row_id, series_id, valid_time, change_time{batch_ret}
 )
-SELECT f.idx, f.row_id IS NOT NULL AS found, f.batch_exists, f.version_taken, f.batch_known_time,
+SELECT f.idx, f.batch_exists, f.version_taken, f.batch_known_time,
        ins.row_id AS stored_id, ins.change_time{ins_batch}
 FROM found f
 LEFT JOIN ins ON ins.series_id = f.series_id AND ins.valid_time = f.valid_time

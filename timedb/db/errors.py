@@ -12,6 +12,12 @@ from psycopg import errors as pg
 from timedb import errors
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver message (libpq adds hint lines), or the class name."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 @contextmanager
 def translated() -> Iterator[None]:
     """Re-raise database errors as TimedbError subclasses (no driver text for 5xx)."""

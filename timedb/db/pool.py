@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from timedb.db.errors import translated
+from timedb.db.errors import first_line, translated
 from timedb.settings import Settings
 
 Connection = psycopg.Connection
@@ -53,8 +53,7 @@ def check_connection(dsn: str, timeout: int = 5) -> None:
     try:
         psycopg.connect(dsn, connect_timeout=timeout).close()
     except psycopg.Error as exc:
-        lines = str(exc).strip().splitlines()
-        raise ServiceUnavailable(lines[0] if lines else type(exc).__name__) from None
+        raise ServiceUnavailable(first_line(exc)) from None
 
 
 def open_pool(pool: ConnectionPool, timeout: float = 10.0) -> None:

@@ -7,7 +7,7 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
-from timedb.db.errors import translated
+from timedb.db.errors import first_line, translated
 
 RETENTION_DEFAULTS = {"short": "6 months", "medium": "3 years", "long": "5 years"}
 TABLES = ("series_table", "batches_table", "flat", "overlapping", "timedb_settings")
@@ -71,14 +71,9 @@ def _connect(dsn: str) -> psycopg.Connection:
     try:
         return psycopg.connect(dsn, connect_timeout=10)
     except psycopg.ProgrammingError as exc:
-        raise InvalidInput(f"invalid DSN: {_first_line(exc)}") from None
+        raise InvalidInput(f"invalid DSN: {first_line(exc)}") from None
     except psycopg.OperationalError as exc:
-        raise ServiceUnavailable(f"cannot connect to the database: {_first_line(exc)}") from None
-
-
-def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+        raise ServiceUnavailable(f"cannot connect to the database: {first_line(exc)}") from None
 
 
 def create_tables(dsn: str, schema: str | None = None, retention: dict[str, str] | None = None) -> None:
