@@ -26,6 +26,8 @@ from starlette.responses import Response
 
 from timedb.db.pool import check_connection, make_pool, open_pool
 from timedb.errors import TimedbError
+from timedb.handlers.streaming import install_quiet_abort
+from timedb.limits import BodyLimits
 from timedb.problems import render_problem, render_unexpected
 from timedb.settings import Settings
 from timedb.validation import validator_map
@@ -52,6 +54,10 @@ def redact(dsn: str) -> str:
     if "password" in parts:
         parts["password"] = "***"  # noqa: S105
     return make_conninfo("", **parts)
+
+
+# seconds the server waits at start for its first database connection
+STARTUP_TIMEOUT = 10.0
 
 
 class StartupError(RuntimeError):
@@ -86,13 +92,13 @@ def make_lifespan(settings: Settings) -> Any:
         pool = make_pool(settings)
         try:
             await anyio.to_thread.run_sync(check_connection, settings.dsn)
-            await anyio.to_thread.run_sync(open_pool, pool, settings.pool_timeout)
+            await anyio.to_thread.run_sync(open_pool, pool, STARTUP_TIMEOUT)
         except (TimedbError, PoolTimeout) as exc:
             pool.close()
             reason = exc.detail if isinstance(exc, TimedbError) else "timed out"
             raise StartupError(f"timedb: cannot connect to the database at {redact(settings.dsn)}: {reason}") from None
         try:
-            yield {"pool": pool}
+            yield {"pool": pool, "settings": settings}
         finally:
             await anyio.to_thread.run_sync(pool.close)
 
@@ -151,11 +157,12 @@ def create_app(settings: Settings) -> AsyncApp:
     app = AsyncApp(
         __name__,
         lifespan=make_lifespan(settings),
-        validator_map=validator_map(settings.max_body_bytes),
+        validator_map=validator_map(settings.max_body_bytes, settings.client_timeout),
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs", spec_path="/openapi.json"),
     )
     app.add_middleware(QuietStartupFailure, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(AllowHeader, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(BodyLimits, position=MiddlewarePosition.BEFORE_VALIDATION, settings=settings)
     app.add_url_rule("/redoc", "redoc", redoc_page)
     app.add_url_rule("/redoc-static/redoc.standalone.js", "redoc_bundle", redoc_bundle)
     app.add_api(
@@ -166,4 +173,5 @@ def create_app(settings: Settings) -> AsyncApp:
     )
     app.add_error_handler(TimedbError, render_problem)
     app.add_error_handler(Exception, render_unexpected)
+    install_quiet_abort()
     return app

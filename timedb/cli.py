@@ -13,6 +13,9 @@ from timedb import __version__
 from timedb.errors import ConfigError, TimedbError
 from timedb.settings import MISSING_DSN, environment
 
+# seconds in-flight requests get to finish on SIGTERM; then the rest is cancelled
+GRACEFUL_SHUTDOWN = 20
+
 
 def _dsn(dsn: str | None) -> str:
     """--dsn, else TIMEDB_DSN / DATABASE_URL (environment, then ./.env); exit 2 if none."""
@@ -44,7 +47,9 @@ def main() -> None:
 @click.option("--embedded", is_flag=True, help="Run a built-in PostgreSQL (needs timedb[embedded]).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Data directory of the built-in PostgreSQL (with --embedded).")
-def api(host: str, port: int, reload: bool, embedded: bool, data_dir: Path | None) -> None:
+@click.option("--timeout-graceful-shutdown", "graceful", default=GRACEFUL_SHUTDOWN, show_default=True,
+              type=click.IntRange(1), help="Seconds in-flight requests get to finish after SIGTERM or Ctrl+C.")
+def api(host: str, port: int, reload: bool, embedded: bool, data_dir: Path | None, graceful: int) -> None:
     """Start the API server."""
     import uvicorn
 
@@ -58,7 +63,7 @@ def api(host: str, port: int, reload: bool, embedded: bool, data_dir: Path | Non
             click.echo(f"Error: {MISSING_DSN}", err=True)
             sys.exit(2)
         _check_database(dsn)
-        _serve(uvicorn, host, port, reload)
+        _serve(uvicorn, host, port, reload, graceful)
         return
     if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
         raise click.BadParameter("not a directory", param_hint="--data-dir")
@@ -71,7 +76,7 @@ def api(host: str, port: int, reload: bool, embedded: bool, data_dir: Path | Non
             # uvicorn re-raises SIGTERM after its graceful shutdown; as KeyboardInterrupt it
             # unwinds through this block (stopping PostgreSQL) instead of killing the process
             signal.signal(signal.SIGTERM, signal.default_int_handler)
-            _serve(uvicorn, host, port, reload)
+            _serve(uvicorn, host, port, reload, graceful)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except TimedbError as exc:
@@ -95,13 +100,16 @@ def _check_database(dsn: str) -> None:
         click.echo("Warning: the timedb tables do not exist yet; run `timedb create tables`.", err=True)
 
 
-def _serve(uvicorn: object, host: str, port: int, reload: bool) -> None:
+def _serve(uvicorn: object, host: str, port: int, reload: bool, graceful: int) -> None:
+    from timedb.server import HttpProtocol
+
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"timedb {__version__}")
     click.echo(f"  API:     http://{shown}:{port}/")
     click.echo(f"  Swagger: http://{shown}:{port}/docs")
     click.echo(f"  ReDoc:   http://{shown}:{port}/redoc")
-    uvicorn.run("timedb.api:app", host=host, port=port, reload=reload)  # type: ignore[attr-defined]
+    uvicorn.run("timedb.api:app", host=host, port=port, reload=reload,  # type: ignore[attr-defined]
+                http=HttpProtocol, timeout_graceful_shutdown=graceful)
 
 
 @main.group()

@@ -15,11 +15,12 @@ class TimedbError(Exception):
     status = 500
     title = "Internal Server Error"
     type = "/problems/internal"
+    close_connection = False  # True: the body was not read to its end; the connection ends
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         self.detail = detail or (self.__doc__ or self.title).strip()
         self.extra = extra
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, str] = {"Connection": "close"} if self.close_connection else {}
         super().__init__(self.detail)
 
 
@@ -104,6 +105,8 @@ class PayloadTooLarge(TimedbError):
     title = "Content Too Large"
     type = "/problems/payload-too-large"
 
+    close_connection = True
+
 
 class ServiceUnavailable(TimedbError):
     """The database is not available; retry later."""
@@ -111,13 +114,56 @@ class ServiceUnavailable(TimedbError):
     status = 503
     title = "Service Unavailable"
     type = "/problems/service-unavailable"
+    retry_after = 5  # seconds, sent as Retry-After
 
-    def __init__(self, detail: str | None = None, retry_after: int = 5, **extra: Any) -> None:
+    def __init__(self, detail: str | None = None, retry_after: int | None = None, **extra: Any) -> None:
         super().__init__(detail, **extra)
-        self.headers["Retry-After"] = str(retry_after)
+        self.headers["Retry-After"] = str(retry_after or self.retry_after)
 
 
 class SchemaMissing(ServiceUnavailable):
     """The timedb tables do not exist: run `timedb create tables`."""
 
     type = "/problems/schema-missing"
+
+
+class ServerBusy(ServiceUnavailable):
+    """Every database connection of this server is in use; retry shortly."""
+
+    type = "/problems/server-busy"
+    retry_after = 1
+
+
+class QueryTimeout(ServiceUnavailable):
+    """The request needed more database time than the server allows; narrow it or retry later."""
+
+    type = "/problems/query-timeout"
+
+
+class LockTimeout(ServiceUnavailable):
+    """The request waited too long for data another request is changing; retry."""
+
+    type = "/problems/lock-timeout"
+    retry_after = 1
+
+
+class ConcurrentChange(ServiceUnavailable):
+    """A concurrent change interfered with this request; retry."""
+
+    type = "/problems/concurrent-change"
+    retry_after = 1
+
+
+class RequestTimeout(TimedbError):
+    """The client did not send the request in time."""
+
+    status = 408
+    title = "Request Timeout"
+    type = "/problems/request-timeout"
+    close_connection = True
+
+
+class IdempotencyKeyReused(Unprocessable):
+    """This Idempotency-Key was already used for a different request."""
+
+    type = "/problems/idempotency-key-reused"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,14 +56,27 @@ def _int(env: dict[str, str], key: str, default: int) -> int:
 
 def _threshold(raw: str) -> int | None:
     raw = raw.strip().lower()
-    if raw in ("none", "off", "disable", "disabled"):
+    if raw in ("", "none", "off", "disable", "disabled"):
         return None
-    if not raw:
-        return 5
     try:
         return int(raw)
     except ValueError:
         raise ConfigError(f"TIMEDB_PREPARE_THRESHOLD must be an integer or 'none', got {raw!r}") from None
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|h|d)?\s*$", re.IGNORECASE)
+
+
+def read_duration(env: dict[str, str], key: str, default: float) -> float:
+    """Seconds from '30s', '500ms', '2min', '1h', '1d' or a plain number of seconds; 0 disables."""
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    match = _DURATION.match(raw)
+    if match is None:
+        raise ConfigError(f"{key} must be a duration such as 30s, 500ms, 2min or 1h, got {raw!r}")
+    return float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
 
 
 @dataclass(frozen=True)
@@ -72,11 +86,25 @@ class Settings:
     dsn: str
     pool_min_size: int = 2
     pool_max_size: int = 10
-    pool_timeout: float = 10.0
+    # seconds a request waits for a pooled connection before a 503 "server busy"
+    pool_timeout: float = 5.0
+    # requests allowed to queue for a connection; more get a 503 at once (0: unbounded)
+    pool_max_waiting: int = 20
     max_body_bytes: int = 256 * 1024 * 1024
+    # bodies larger than LARGE_BODY_BYTES (or of unknown length) parsed at the same time
+    max_large_bodies: int = 2
     validate_responses: bool = False
-    # None disables server-side prepared statements (PgBouncer in transaction mode)
-    prepare_threshold: int | None = 5
+    # None disables named server-side prepared statements: works behind every pooler
+    prepare_threshold: int | None = None
+    # limits on database work, in seconds (0 disables): per statement (per chunk of a
+    # streamed read) and per lock wait
+    statement_timeout: float = 30.0
+    lock_timeout: float = 5.0
+    # seconds a client may take to send the next part of a request or accept the next
+    # part of a response before the server gives up on it
+    client_timeout: float = 30.0
+    # how long an Idempotency-Key is remembered
+    idempotency_ttl: float = 86400.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -85,12 +113,20 @@ class Settings:
         dsn = (env.get("TIMEDB_DSN") or env.get("DATABASE_URL") or "").strip()
         if not dsn:
             raise ConfigError(MISSING_DSN)
+        d = cls(dsn="")
         return cls(
             dsn=dsn,
-            pool_min_size=_int(env, "TIMEDB_POOL_MIN_SIZE", 2),
-            pool_max_size=_int(env, "TIMEDB_POOL_MAX_SIZE", 10),
-            max_body_bytes=_int(env, "TIMEDB_MAX_BODY_BYTES", 256 * 1024 * 1024),
+            pool_min_size=_int(env, "TIMEDB_POOL_MIN_SIZE", d.pool_min_size),
+            pool_max_size=_int(env, "TIMEDB_POOL_MAX_SIZE", d.pool_max_size),
+            pool_timeout=read_duration(env, "TIMEDB_POOL_TIMEOUT", d.pool_timeout),
+            pool_max_waiting=_int(env, "TIMEDB_POOL_MAX_WAITING", d.pool_max_waiting),
+            max_body_bytes=_int(env, "TIMEDB_MAX_BODY_BYTES", d.max_body_bytes),
+            max_large_bodies=_int(env, "TIMEDB_MAX_LARGE_BODIES", d.max_large_bodies),
             prepare_threshold=_threshold(env.get("TIMEDB_PREPARE_THRESHOLD", "")),
             validate_responses=env.get("TIMEDB_VALIDATE_RESPONSES", "").lower()
             in {"1", "true", "yes", "on"},
+            statement_timeout=read_duration(env, "TIMEDB_STATEMENT_TIMEOUT", d.statement_timeout),
+            lock_timeout=read_duration(env, "TIMEDB_LOCK_TIMEOUT", d.lock_timeout),
+            client_timeout=read_duration(env, "TIMEDB_CLIENT_TIMEOUT", d.client_timeout),
+            idempotency_ttl=read_duration(env, "TIMEDB_IDEMPOTENCY_TTL", d.idempotency_ttl),
         )

@@ -7,6 +7,12 @@ from datetime import UTC, datetime
 
 from timedb.errors import Unprocessable
 
+# the spec's Timestamp pattern (openapi/timedb.yaml; tests/unit/test_points.py keeps them equal)
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([Tt ]([01][0-9]|2[0-3]):[0-5][0-9]"
+    r"(:[0-5][0-9](\.[0-9]{1,9})?)?([Zz]|[+ -]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?$"
+)
+
 _fromiso = datetime.fromisoformat
 # "+01:00" arrives as " 01:00" when a client forgets to URL-encode '+'
 _SPACE_OFFSET = re.compile(r"(\d) (\d{2}(:?\d{2})?)$")

@@ -8,11 +8,14 @@ and leave the parsed body in the request scope for the handler.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncGenerator, Callable
+import hashlib
+import re
+from collections.abc import Callable
 from typing import Any, cast
 
+import anyio
 import jsonschema_rs
+import msgspec
 import orjson
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem, NonConformingResponseBody
@@ -24,9 +27,13 @@ from connexion.validators import (
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from timedb.errors import PayloadTooLarge, Unprocessable
+from timedb.errors import PayloadTooLarge, RequestTimeout, Unprocessable
+from timedb.points import Points, non_finite
 
+# where the validator leaves the parsed body and the Idempotency-Key fingerprint in the scope
 BODY_KEY = "timedb_body"
+FINGERPRINT_KEY = "timedb_fingerprint"
+IDEMPOTENCY_HEADER = "idempotency-key"
 
 
 def to_json_schema(node: Any) -> Any:
@@ -45,97 +52,196 @@ def to_json_schema(node: Any) -> Any:
 _compiled: dict[str, jsonschema_rs.Draft4Validator] = {}
 
 
-_by_identity: dict[int, tuple[dict[str, Any], jsonschema_rs.Draft4Validator]] = {}
+_by_identity: dict[tuple[int, str | None], tuple[dict[str, Any], jsonschema_rs.Draft4Validator]] = {}
+
+# free-form JSON (batch_params) may nest at most this deep (PostgreSQL's jsonb and the
+# JSON encoders have recursion limits; no real parameter set is deeper)
+MAX_DEPTH = 32
 
 
-def compile_schema(schema: dict[str, Any]) -> jsonschema_rs.Draft4Validator:
-    """A cached jsonschema-rs validator for an (already dereferenced) OpenAPI schema."""
+def too_deep(value: Any, limit: int) -> bool:
+    """True when objects and arrays in value nest more than `limit` levels."""
+    level = [value]
+    for _ in range(limit + 1):
+        level = [child for node in level if isinstance(node, (dict, list))
+                 for child in (node.values() if isinstance(node, dict) else node)]
+        if not level:
+            return False
+    return True
+
+
+class MaxDepth:
+    """The spec's `x-max-depth: N` keyword: objects and arrays nested at most N levels."""
+
+    def __init__(self, _parent: dict[str, Any], value: int, _path: Any) -> None:
+        self.limit = value
+
+    def validate(self, instance: Any) -> None:
+        if too_deep(instance, self.limit):
+            raise ValueError(f"nests deeper than {self.limit} levels")
+
+
+def compile_schema(schema: dict[str, Any], without: str | None = None) -> jsonschema_rs.Draft4Validator:
+    """A cached jsonschema-rs validator for an (already dereferenced) OpenAPI schema,
+    optionally without one of its properties (validated separately)."""
     # Connexion builds a validator per request with the same schema object (which carries every
     # component of the spec): look it up by identity before serialising it for the content key
-    hit = _by_identity.get(id(schema))
+    hit = _by_identity.get((id(schema), without))
     if hit is not None and hit[0] is schema:
         return hit[1]
-    key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode()
+    converted = to_json_schema(_without(schema, without) if without else schema)
+    key = orjson.dumps(converted, option=orjson.OPT_SORT_KEYS).decode()
     if key not in _compiled:
-        _compiled[key] = jsonschema_rs.Draft4Validator(to_json_schema(schema), validate_formats=False)
-    _by_identity[id(schema)] = (schema, _compiled[key])  # holds the schema, so its id stays unique
+        _compiled[key] = jsonschema_rs.Draft4Validator(
+            converted, validate_formats=False, keywords={"x-max-depth": MaxDepth})
+    _by_identity[(id(schema), without)] = (schema, _compiled[key])  # holds the schema: its id stays unique
     return _compiled[key]
 
 
 def first_error(validator: jsonschema_rs.Draft4Validator, instance: Any) -> str | None:
     """A readable message for the first validation error, or None."""
-    for error in validator.iter_errors(instance):
-        path = "/".join(str(p) for p in error.instance_path)
-        message = error.message
-        if len(message) > 300:
-            message = message[:300] + "..."
-        return f"{message} (at /{path})" if path else message
+    try:
+        for error in validator.iter_errors(instance):
+            path = "/".join(str(p) for p in error.instance_path)
+            message = error.message
+            if len(message) > 300:
+                message = message[:300] + "..."
+            return f"{message} (at /{path})" if path else message
+    except ValueError:  # jsonschema-rs gives up on instances nested hundreds of levels deep
+        return "The request body nests too deeply."
     return None
 
 
-def _parse_error(raw: bytes, exc: Exception) -> Exception:
+def _parse_error(raw: bytes | bytearray, exc: Exception) -> Exception:
     try:
-        text = raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError:
         return cast(Exception, BadRequestProblem(detail="The request body is not valid UTF-8."))
-    try:
-        json.loads(text)  # the stdlib accepts NaN, Infinity and 1e400 where orjson does not
-    except (ValueError, RecursionError):
-        return cast(Exception, BadRequestProblem(detail=f"The request body is not valid JSON: {exc}"))
-    return Unprocessable("Numbers must be finite: NaN, Infinity and out-of-range numbers are not allowed.")
+    reason = str(exc).lower()
+    if non_finite(raw) or "infinity" in reason or "out of range" in reason:
+        return Unprocessable("Numbers must be finite: NaN, Infinity and out-of-range numbers are not allowed.")
+    return cast(Exception, BadRequestProblem(detail=f"The request body is not valid JSON: {exc}"))
+
+
+def _without(schema: dict[str, Any], field: str) -> dict[str, Any]:
+    """The object schema without one property."""
+    out = {**schema, "properties": {k: v for k, v in schema.get("properties", {}).items() if k != field}}
+    required = [r for r in schema.get("required", []) if r != field]
+    if required:
+        out["required"] = required
+    else:
+        out.pop("required", None)  # draft 4 wants a non-empty list
+    return out
 
 
 class FastJSONBodyValidator(AbstractRequestBodyValidator):  # type: ignore[misc]
-    """Parse with orjson, validate with jsonschema-rs, stash the body in the scope."""
+    """Parse with orjson, validate with jsonschema-rs, stash the body in the scope.
+
+    A schema marked `x-timedb-sliced: <field>` (POST /values) keeps that array as the raw
+    body bytes, validated slice by slice (timedb.points), so a large body is never held as
+    Python objects; the rest of the body is validated against the schema as usual.
+    """
 
     max_body_bytes = 256 * 1024 * 1024
+    client_timeout = 30.0
 
     def __init__(self, *, schema: dict[str, Any], required: bool = False, nullable: bool = False,
                  encoding: str, strict_validation: bool, **kwargs: Any) -> None:
         super().__init__(schema=schema, required=required, nullable=nullable, encoding=encoding,
                          strict_validation=strict_validation)
-        self._rs = compile_schema(schema)
+        self._sliced: str | None = schema.get("x-timedb-sliced")
+        self._rs = compile_schema(schema, without=self._sliced)
 
-    async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
-        size = 0
-        chunks = []
-        async for chunk in stream:
-            size += len(chunk)
-            if size > self.max_body_bytes:
+    async def _read(self, receive: Receive, scope: Scope) -> bytearray:
+        """The whole body (never more than max_body_bytes), waiting at most client_timeout
+        for each part; with an Idempotency-Key, its fingerprint goes to the scope."""
+        raw = bytearray()
+        digest = None
+        if IDEMPOTENCY_HEADER in Headers(scope=scope):
+            digest = hashlib.sha256(f"{scope['method']} {scope['path']}\n".encode())
+        more_body = True
+        while more_body:
+            try:
+                with anyio.fail_after(self.client_timeout or None):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"The request body did not arrive within {self.client_timeout:g} s "
+                    "(TIMEDB_CLIENT_TIMEOUT); send it without pauses.") from None
+            if message["type"] == "http.disconnect":
+                raise RequestTimeout("The client went away before sending the whole body.")
+            chunk = message.get("body", b"")
+            if len(raw) + len(chunk) > self.max_body_bytes:
                 raise PayloadTooLarge(f"The request body exceeds {self.max_body_bytes} bytes.")
-            chunks.append(chunk)
-        raw = b"".join(chunks)
-        if not raw.strip():
+            raw += chunk
+            if digest is not None:
+                digest.update(chunk)
+            more_body = message.get("more_body", False)
+        if digest is not None:
+            scope.setdefault("state", {})[FINGERPRINT_KEY] = digest.digest()
+        return raw
+
+    def _parse(self, raw: bytearray) -> Any:
+        if not raw or raw.isspace():  # (strip() would copy a large body)
             return None
+        if self._sliced is None:
+            try:
+                return orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise _parse_error(raw, exc) from None
+        # top-level members as raw JSON; all but the sliced array are small and parsed here
         try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+            members = _MEMBERS.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            if _OBJECT_START.match(raw) is None:
+                return _orjson_or_error(raw)  # not an object: the schema says so
             raise _parse_error(raw, exc) from None
-        scope.setdefault("state", {})[BODY_KEY] = body
+        except RecursionError:
+            raise BadRequestProblem(detail="The request body nests too deeply.") from None
+        body: dict[str, Any] = {}
+        for name, value in members.items():
+            if name == self._sliced:
+                body[name] = Points(memoryview(value))
+                continue
+            try:
+                body[name] = orjson.loads(memoryview(value))
+            except orjson.JSONDecodeError as exc:
+                raise _parse_error(raw, exc) from None
         return body
 
     async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
-        """Read and validate the body, with or without Content-Length (chunked bodies too:
-        Connexion's base class takes a missing Content-Length for a missing body)."""
-        messages: list[Message] = []
-
-        async def stream() -> AsyncGenerator[bytes, None]:
-            more_body = True
-            while more_body:
-                message = await receive()
-                messages.append(message)
-                more_body = message.get("more_body", False)
-                yield message.get("body", b"")
-
-        self._validate(await self._parse(stream(), scope=scope))
-        return self._insert_messages(receive, messages=messages), scope
+        """Read, parse and validate the body (with or without Content-Length: Connexion's base
+        class takes a missing Content-Length for a missing body)."""
+        body = self._parse(await self._read(receive, scope))
+        self._validate(body)
+        scope.setdefault("state", {})[BODY_KEY] = body
+        # the handlers read the parsed body from the scope: nothing downstream reads it again
+        return self._insert_messages(receive, messages=[{"type": "http.request", "body": b""}]), scope
 
     def _validate(self, body: Any) -> None:
         if body is None:
             raise BadRequestProblem(detail="The request body must not be empty.")
+        sliced = body.pop(self._sliced, None) if self._sliced and isinstance(body, dict) else None
         message = first_error(self._rs, body)
         if message is not None:
             raise BadRequestProblem(detail=message)
+        if self._sliced:
+            if sliced is None:
+                raise BadRequestProblem(detail=f"'{self._sliced}' is a required property")
+            sliced.validate()
+            body[self._sliced] = sliced
+
+
+def _orjson_or_error(raw: bytearray) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _parse_error(raw, exc) from None
+
+
+# a JSON object's members, each kept as its raw text (zero-copy views into the body)
+_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_OBJECT_START = re.compile(rb"\s*\{")
 
 
 class FastJSONResponseValidator(AbstractResponseBodyValidator):  # type: ignore[misc]
@@ -176,10 +282,11 @@ class FastJSONResponseValidator(AbstractResponseBodyValidator):  # type: ignore[
         return send_
 
 
-def validator_map(max_body_bytes: int) -> dict[str, Any]:
+def validator_map(max_body_bytes: int, client_timeout: float) -> dict[str, Any]:
     """Connexion's validator_map with the fast JSON validators (MediaTypeDict, or it is ignored)."""
     body_cls: Callable[..., Any] = type(
-        "FastJSONBodyValidator", (FastJSONBodyValidator,), {"max_body_bytes": max_body_bytes})
+        "FastJSONBodyValidator", (FastJSONBodyValidator,),
+        {"max_body_bytes": max_body_bytes, "client_timeout": client_timeout})
     body = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": body_cls})
     response = MediaTypeDict({**VALIDATOR_MAP["response"], "*/*json": FastJSONResponseValidator})
     return {"body": body, "response": response}

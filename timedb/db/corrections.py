@@ -13,6 +13,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from timedb.db.locks import lock_series
 from timedb.errors import BatchNotFound, PointNotFound, VersionConflict
 
 TRI_STATE = ("value", "annotation", "tags", "changed_by")
@@ -172,9 +173,9 @@ def apply_corrections(conn: psycopg.Connection, items: Sequence[Correction]) -> 
     """Apply every item in order; returns the stored rows, one per item, in request order."""
     results: list[dict[str, Any] | None] = [None] * len(items)
     cur = conn.cursor(row_factory=dict_row)
-    # the same lock as inserts that name a known_time: no version can appear concurrently
-    for series_id in sorted({i.series_id for i in items if i.overlapping and i.batch_id is not None}):
-        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s::text))", (7345002, str(series_id)))
+    # the write lock of every series touched: each round reads the current rows after every
+    # earlier writer committed (no lost update), and no version can appear concurrently
+    lock_series(conn, (i.series_id for i in items))
     for round_ in _rounds(items):
         for overlapping in (True, False):
             idxs = [i for i in round_ if items[i].overlapping is overlapping]

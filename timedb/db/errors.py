@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,11 +12,18 @@ from psycopg import errors as pg
 
 from timedb import errors
 
+# libpq quotes a malformed connection string whole in its messages: hide passwords in them
+_URI_PASSWORD = re.compile(r"(://[^:/?#@\s\"']*):[^@\s\"']*@")
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s\"']*)", re.IGNORECASE)
+
 
 def first_line(exc: BaseException) -> str:
-    """The first line of a driver message (libpq adds hint lines), or the class name."""
+    """The first line of a driver message (libpq adds hint lines), or the class name; any
+    password it quotes (from a malformed DSN) is masked."""
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    return _KEYWORD_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1:***@", lines[0]))
 
 
 @contextmanager
@@ -36,12 +44,27 @@ def translated() -> Iterator[None]:
         raise errors.Unprocessable(CHECK_MESSAGES.get(constraint, "A value is out of range.")) from exc
     except pg.DataError as exc:
         raise errors.Unprocessable("A value is out of range for the database.") from exc
+    # OperationalError subclasses first: they are answers of a reachable database
+    except pg.LockNotAvailable as exc:
+        raise errors.LockTimeout(
+            "Waited longer than the server allows (TIMEDB_LOCK_TIMEOUT) for data that another "
+            "request is changing; retry.") from exc
     except pg.QueryCanceled as exc:
-        raise errors.ServiceUnavailable("The database cancelled the query (timeout).") from exc
+        raise errors.QueryTimeout(
+            "The database work for this request took longer than the server allows "
+            "(TIMEDB_STATEMENT_TIMEOUT); narrow the request (e.g. a shorter time window) or retry later."
+        ) from exc
+    except (pg.SerializationFailure, pg.DeadlockDetected) as exc:
+        raise errors.ConcurrentChange("A concurrent change interfered with this request; retry.") from exc
+    except (pg.InvalidSqlStatementName, pg.DuplicatePreparedStatement) as exc:
+        # named prepared statements through a pooler in transaction mode (PgBouncer < 1.21)
+        raise errors.ServiceUnavailable(
+            "The database connection does not keep prepared statements (a pooler in transaction "
+            "mode?): unset TIMEDB_PREPARE_THRESHOLD or set it to none.") from exc
     except (psycopg_pool.PoolTimeout, psycopg.OperationalError) as exc:
         raise errors.ServiceUnavailable("The database is not reachable; retry later.") from exc
-    except psycopg.errors.SerializationFailure as exc:
-        raise errors.ServiceUnavailable("A concurrent change interfered; retry.", retry_after=1) from exc
+    except psycopg.InternalError as exc:  # e.g. the session ended by idle_in_transaction_session_timeout
+        raise errors.ServiceUnavailable("The database could not complete the request; retry later.") from exc
 
 
 CHECK_MESSAGES = {

@@ -2,31 +2,91 @@
 
 from __future__ import annotations
 
+import random
 import select
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
+from psycopg_pool.base import AttemptWithBackoff
 
 from timedb.db.errors import first_line, translated
+from timedb.errors import ConcurrentChange, ServerBusy, ServiceUnavailable
 from timedb.settings import Settings
 
 Connection = psycopg.Connection
+T = TypeVar("T")
+
+# a session that sits idle inside a transaction (a vanished client) is ended by PostgreSQL
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+# longest pause between reconnect attempts while the database is away
+MAX_RECONNECT_DELAY = 2.0
+# attempts of a transaction that meets a serialization failure or a deadlock
+TRANSACTION_ATTEMPTS = 3
 
 
-def make_pool(settings: Settings) -> ConnectionPool:
+class CappedBackoff(AttemptWithBackoff):
+    """psycopg_pool's reconnect backoff, capped: the pool notices a returning database quickly."""
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, MAX_RECONNECT_DELAY)
+
+
+class Pool(ConnectionPool):
+    """psycopg's pool, with timedb's limits on every transaction and a capped reconnect backoff."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            settings.dsn,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            timeout=settings.pool_timeout,
+            max_waiting=settings.pool_max_waiting,
+            open=False,
+            check=check_idle_connection,
+            name="timedb",
+            # transactions are begun by `connection()`, together with their limits
+            kwargs={"application_name": "timedb", "autocommit": True,
+                    "prepare_threshold": settings.prepare_threshold},
+        )
+        self.statement_timeout = settings.statement_timeout
+        self.begin = _begin(settings.statement_timeout, settings.lock_timeout)
+        self.begin_watched = _begin(0, settings.lock_timeout)
+        # True while new connections fail: tells "database away" from "all connections busy"
+        self.connect_failing = False
+
+    # The two overrides below use psycopg_pool internals (stable through 3.2-3.3, pinned in
+    # pyproject.toml); tests/faults prove recovery and the busy/unreachable answers.
+    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        super()._add_connection(attempt or CappedBackoff(timeout=self.reconnect_timeout), growing)
+
+    def _connect(self, timeout: float | None = None) -> psycopg.Connection:
+        try:
+            conn = super()._connect(timeout)
+        except BaseException:
+            self.connect_failing = True
+            raise
+        self.connect_failing = False
+        return conn
+
+
+def _begin(statement_timeout: float, lock_timeout: float) -> bytes:
+    """BEGIN with the transaction's limits in one simple-protocol message (no extra round
+    trip); SET LOCAL, not session settings, so it holds behind a pooler in transaction mode."""
+    return (
+        f"BEGIN; SET LOCAL statement_timeout = {round(statement_timeout * 1000)};"
+        f" SET LOCAL lock_timeout = {round(lock_timeout * 1000)};"
+        f" SET LOCAL idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    ).encode()
+
+
+def make_pool(settings: Settings) -> Pool:
     """Create (closed) a pool for the configured DSN."""
-    return ConnectionPool(
-        settings.dsn,
-        min_size=settings.pool_min_size,
-        max_size=settings.pool_max_size,
-        timeout=settings.pool_timeout,
-        open=False,
-        check=check_idle_connection,
-        name="timedb",
-        kwargs={"application_name": "timedb", "prepare_threshold": settings.prepare_threshold},
-    )
+    return Pool(settings)
 
 
 def check_idle_connection(conn: psycopg.Connection) -> None:
@@ -48,8 +108,6 @@ def check_idle_connection(conn: psycopg.Connection) -> None:
 
 def check_connection(dsn: str, timeout: int = 5) -> None:
     """Connect once, so a bad DSN fails at start with the driver's first line."""
-    from timedb.errors import ServiceUnavailable
-
     try:
         psycopg.connect(dsn, connect_timeout=timeout).close()
     except psycopg.Error as exc:
@@ -61,8 +119,64 @@ def open_pool(pool: ConnectionPool, timeout: float = 10.0) -> None:
     pool.open(wait=True, timeout=timeout)
 
 
+def checkout(pool: Pool, *, watched: bool = False) -> psycopg.Connection:
+    """A pooled connection inside a new transaction (return it with `release`).
+
+    watched: statement_timeout off, because the caller bounds each step itself (a streamed
+    read is one statement that may rightly run for minutes; see values_read.Watchdog).
+    """
+    with translated():
+        try:
+            conn = pool.getconn()
+        except (PoolTimeout, TooManyRequests) as exc:
+            raise _no_connection(pool) from exc
+        try:
+            conn.execute(pool.begin_watched if watched else pool.begin, prepare=False)
+        except BaseException:
+            pool.putconn(conn)
+            raise
+        return conn
+
+
+def release(pool: Pool, conn: psycopg.Connection) -> None:
+    """End a checked-out connection's transaction without committing; back to the pool."""
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        pass  # a broken connection: the pool discards it
+    pool.putconn(conn)
+
+
 @contextmanager
-def connection(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+def connection(pool: Pool) -> Iterator[psycopg.Connection]:
     """A pooled connection in a transaction: commit on success, rollback on error."""
-    with translated(), pool.connection() as conn:
-        yield conn
+    with translated():
+        conn = checkout(pool)
+        try:
+            with conn:  # commit on success, rollback on error
+                yield conn
+        finally:
+            pool.putconn(conn)
+
+
+def _no_connection(pool: Pool) -> ServiceUnavailable:
+    """Why no connection came in time: every one busy, or the database away."""
+    if pool.connect_failing:
+        return ServiceUnavailable("The database is not reachable; retry later.")
+    return ServerBusy(f"All {pool.max_size} database connections of this server are busy; retry shortly.")
+
+
+def in_transaction(pool: Pool, work: Callable[[psycopg.Connection], T]) -> T:
+    """work(conn) in one transaction, run again (a bounded number of times) after a
+    serialization failure or a deadlock, which roll back everything it did."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        try:
+            with connection(pool) as conn:
+                return work(conn)
+        except ConcurrentChange:
+            if attempt == TRANSACTION_ATTEMPTS:
+                raise ConcurrentChange(
+                    f"A concurrent change interfered with this request {attempt} times; retry."
+                ) from None
+            time.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 - jitter, not security
+    raise AssertionError("unreachable")

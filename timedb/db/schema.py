@@ -8,9 +8,10 @@ import psycopg
 from psycopg import sql
 
 from timedb.db.errors import first_line, translated
+from timedb.db.locks import SCHEMA_LOCK
 
 RETENTION_DEFAULTS = {"short": "6 months", "medium": "3 years", "long": "5 years"}
-TABLES = ("series_table", "batches_table", "flat", "overlapping", "timedb_settings")
+TABLES = ("series_table", "batches_table", "flat", "overlapping", "idempotency_keys", "timedb_settings")
 
 
 def _sql_file(name: str) -> str:
@@ -82,7 +83,7 @@ def create_tables(dsn: str, schema: str | None = None, retention: dict[str, str]
     with _connect(dsn) as conn, translated():
         _check_intervals(conn, retention)
         # serialise concurrent `create tables` runs: CREATE ... IF NOT EXISTS is not race-free
-        conn.execute("SELECT pg_advisory_xact_lock(7345001)")
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         conn.execute(create_ddl(schema, retention).encode())
 
 

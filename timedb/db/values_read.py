@@ -1,24 +1,25 @@
-"""Reads of one series, streamed as JSON chunks without materialising the result."""
+"""Reads of one series: rows in chunks from a held connection, never the whole result at once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from itertools import islice
+from types import TracebackType
 from typing import Any
 
-import orjson
+import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool
 
-from timedb.db.pool import connection
+from timedb.db.errors import translated
+from timedb.db.pool import Pool, checkout, release
 from timedb.db.series import SeriesFilter, resolve_one
 
 CHUNK_ROWS = 5000
-_DUMP = orjson.dumps
-_OPTS = orjson.OPT_NAIVE_UTC  # the queries return UTC wall times; print them with +00:00
+Row = tuple[Any, ...]
 
 
 class Mode(Enum):
@@ -59,7 +60,7 @@ def _utc(column: str) -> sql.Composable:
 
 
 def build_query(overlapping: bool, mode: Mode, window: Window) -> tuple[sql.Composed, dict[str, Any]]:
-    """The read query for one series kind and mode; first column is the total count."""
+    """The read query for one series kind and mode (timestamps as UTC wall times)."""
     table = sql.Identifier("overlapping" if overlapping else "flat")
     where, params = window.where()
     # overlapping: the newest forecast wins, then its newest correction; flat: the newest write
@@ -80,69 +81,90 @@ def build_query(overlapping: bool, mode: Mode, window: Window) -> tuple[sql.Comp
             "SELECT {kt}, {vt}, {vte}, {ct}, value, changed_by, annotation, tags, {batch} "
             "FROM {t} WHERE {w} ORDER BY known_time, valid_time, change_time"
         )
-    inner = template.format(
+    # no count(*) OVER (): it would materialise the whole result before the first row
+    query = template.format(
         vt=_utc("valid_time"), vte=_utc("valid_time_end"), kt=_utc("known_time"),
         ct=_utc("change_time"), t=table, w=where, rank=rank,
         batch=sql.SQL("batch_id" if overlapping else "NULL::bigint"),
     )
-    # count(*) OVER () lets the count lead the document; WindowAgg keeps the inner order
-    return sql.SQL("SELECT count(*) OVER (), q.* FROM ({}) q").format(inner), params
+    return query, params
 
 
-def _latest(rows: Sequence[tuple[Any, ...]]) -> bytes:
-    return _DUMP(
-        [{"valid_time": vt, "value": v} if vte is None else {"valid_time": vt, "valid_time_end": vte, "value": v}
-         for _, vt, vte, v in rows],
-        option=_OPTS,
-    )[1:-1]
+class Watchdog:
+    """Cancel the connection's running query when one step takes longer than `limit` seconds.
 
-
-def _versions(rows: Sequence[tuple[Any, ...]]) -> bytes:
-    return _DUMP(
-        [{"known_time": kt, "valid_time": vt, "value": v} if vte is None
-         else {"known_time": kt, "valid_time": vt, "valid_time_end": vte, "value": v}
-         for _, kt, vt, vte, v in rows],
-        option=_OPTS,
-    )[1:-1]
-
-
-def _audit(rows: Sequence[tuple[Any, ...]]) -> bytes:
-    out = []
-    for _, kt, vt, vte, ct, v, by, ann, tags, batch in rows:
-        rec: dict[str, Any] = {"known_time": kt, "valid_time": vt}
-        if vte is not None:
-            rec["valid_time_end"] = vte
-        rec.update(change_time=ct, value=v, changed_by=by, annotation=ann, tags=tags, batch_id=batch)
-        out.append(rec)
-    return _DUMP(out, option=_OPTS)[1:-1]
-
-
-ENCODERS: dict[Mode, Callable[[Sequence[tuple[Any, ...]]], bytes]] = {
-    Mode.LATEST: _latest, Mode.VERSIONS: _versions, Mode.AUDIT: _audit,
-}
-
-
-def stream_values(
-    pool: ConnectionPool, flt: SeriesFilter, window: Window, mode: Mode, chunk_rows: int = CHUNK_ROWS
-) -> Generator[bytes, None, None]:
-    """Yield the JSON document `{"count": n, "data": [...]}` in chunks.
-
-    The first `next()` resolves the series and runs the query, so lookup errors
-    raise before any byte is sent. Closing the generator early rolls back and
-    returns the connection to the pool.
+    A streamed read is one long statement that may rightly run for minutes while the client
+    downloads it, so statement_timeout would cut large reads; instead every step (the series
+    lookup, each chunk of rows) gets the limit on its own. 0 disables it.
     """
-    encode = ENCODERS[mode]
-    with connection(pool) as conn:
-        series = resolve_one(conn, flt)
-        # a client that vanishes mid-stream must not pin a transaction forever
-        conn.execute("SET LOCAL idle_in_transaction_session_timeout = '60s'")
-        query, params = build_query(series["overlapping"], mode, window)
-        params["series_id"] = series["series_id"]
-        with conn.cursor() as cur:
-            rows = cur.stream(query, params, binary=True, size=chunk_rows)
-            chunk = list(islice(rows, chunk_rows))
-            count = chunk[0][0] if chunk else 0
-            yield b'{"count":%d,"data":[' % count + encode(chunk)
-            while chunk := list(islice(rows, chunk_rows)):
-                yield b"," + encode(chunk)
-    yield b"]}"
+
+    def __init__(self, conn: psycopg.Connection, limit: float) -> None:
+        self.conn = conn
+        self.limit = limit
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> Watchdog:
+        if self.limit > 0:
+            self._timer = threading.Timer(self.limit, self.conn.cancel_safe)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class RowStream:
+    """A read in progress: its own pooled connection, rows fetched chunk by chunk.
+
+    Opening resolves the series and starts the query, so lookup errors (404, 400) raise
+    before any byte of a response is sent. Every method blocks: call them from a worker
+    thread. `close()` must be called however the read ends; it stops the query first (a
+    stream left open holds the connection's lock) and returns the connection to the pool.
+    """
+
+    def __init__(self, pool: Pool, flt: SeriesFilter, window: Window, mode: Mode,
+                 chunk_rows: int = CHUNK_ROWS) -> None:
+        self.pool = pool
+        self.chunk_rows = chunk_rows
+        self._conn: psycopg.Connection | None = checkout(pool, watched=True)
+        self._cursor = self._conn.cursor()
+        self._rows: Iterator[Row] | None = None
+        self.watchdog = Watchdog(self._conn, pool.statement_timeout)
+        try:
+            with translated(), self.watchdog:
+                series = resolve_one(self._conn, flt)
+                query, params = build_query(series["overlapping"], mode, window)
+                params["series_id"] = series["series_id"]
+                self._rows = self._cursor.stream(query, params, binary=True, size=chunk_rows)
+        except BaseException:
+            self.close()
+            raise
+
+    def next_chunk(self) -> list[Row]:
+        """Up to chunk_rows rows; an empty list at the end."""
+        assert self._rows is not None
+        with translated(), self.watchdog:
+            return list(islice(self._rows, self.chunk_rows))
+
+    def close(self) -> None:
+        """Stop the query (if still running) and give the connection back; idempotent."""
+        rows, self._rows = self._rows, None
+        try:
+            if rows is not None:
+                rows.close()  # type: ignore[attr-defined]  # cancels the query, drains what was sent
+            self._cursor.close()
+        except psycopg.Error:
+            pass  # a broken connection: release() hands it back to be discarded
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            release(self.pool, conn)
+
+    def __enter__(self) -> RowStream:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

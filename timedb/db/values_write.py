@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -14,10 +14,12 @@ from timedb.errors import DuplicateValidTime, VersionConflict
 
 # (valid_time, valid_time_end, value)
 Point = tuple[datetime, datetime | None, float | None]
+# points are iterated again only on the rare error paths (a large request is decoded lazily)
+Points = Iterable[Point]
 
 
 @contextmanager
-def _unique_valid_times(points: list[Point]) -> Iterator[None]:
+def _unique_valid_times(points: Points) -> Iterator[None]:
     """Report a key clash as 422: rows of one request share change_time, so it is a repeat."""
     try:
         yield
@@ -35,27 +37,32 @@ def _unique_valid_times(points: list[Point]) -> Iterator[None]:
         raise DuplicateValidTime(f"valid_time must be unique within a request; repeated: {shown}{more}") from None
 
 
-def insert_flat(
-    conn: psycopg.Connection, series_id: int, points: list[Point], known_time: datetime | None
-) -> None:
-    """Append points as the current values of a flat series (change_time = now())."""
-    with _unique_valid_times(points), conn.cursor() as cur:
-        if known_time is None:
-            stmt = "COPY flat (series_id, valid_time, valid_time_end, value) FROM STDIN (FORMAT BINARY)"
-            types = ["int8", "timestamptz", "timestamptz", "float8"]
-        else:
-            stmt = ("COPY flat (series_id, valid_time, valid_time_end, value, known_time) "
-                    "FROM STDIN (FORMAT BINARY)")
-            types = ["int8", "timestamptz", "timestamptz", "float8", "timestamptz"]
-        with cur.copy(stmt) as copy:
-            copy.set_types(types)
-            write = copy.write_row
-            if known_time is None:
-                for vt, vte, value in points:
-                    write((series_id, vt, vte, value))
-            else:
-                for vt, vte, value in points:
-                    write((series_id, vt, vte, value, known_time))
+def insert_flat(conn: psycopg.Connection, series_id: int, points: Points,
+                known_time: datetime | None, write_time: datetime) -> None:
+    """Append points as the current values of a flat series (change_time = write_time,
+    known_time defaulting to it)."""
+    known = known_time or write_time
+    with _unique_valid_times(points), conn.cursor() as cur, cur.copy(
+        "COPY flat (series_id, valid_time, valid_time_end, value, known_time, change_time) "
+        "FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int8", "timestamptz", "timestamptz", "float8", "timestamptz", "timestamptz"])
+        write = copy.write_row
+        for vt, vte, value in points:
+            write((series_id, vt, vte, value, known, write_time))
+
+
+# A default known_time is the write time, moved on by microseconds in the (clock stepped back)
+# case that a batch of the series already holds it: default known times never collide.
+CREATE_BATCH = """
+INSERT INTO batches_table (series_id, workflow_id, batch_start_time, known_time, batch_params)
+VALUES (%(series_id)s, %(workflow_id)s, %(start_time)s, coalesce(%(known_time)s, (
+    SELECT t FROM generate_series(0, 999) AS n,
+                  LATERAL (SELECT %(write_time)s::timestamptz + n * interval '1 microsecond' AS t) AS c
+    WHERE NOT EXISTS (SELECT 1 FROM batches_table b WHERE b.series_id = %(series_id)s AND b.known_time = c.t)
+    LIMIT 1)), %(batch_params)s)
+RETURNING batch_id, known_time
+"""
 
 
 def create_batch(
@@ -63,30 +70,26 @@ def create_batch(
     series_id: int,
     *,
     known_time: datetime | None,
+    write_time: datetime,
     workflow_id: str,
     batch_params: dict[str, Any] | None,
     start_time: datetime,
 ) -> tuple[int, datetime]:
-    """A new batch; returns (batch_id, known_time), known_time defaulting to now()."""
-    row = conn.execute(
-        """
-        INSERT INTO batches_table (series_id, workflow_id, batch_start_time, known_time, batch_params)
-        VALUES (%s, %s, %s, coalesce(%s, now()), %s)
-        RETURNING batch_id, known_time
-        """,
-        (series_id, workflow_id, start_time, known_time,
-         None if batch_params is None else Jsonb(batch_params)),
-    ).fetchone()
+    """A new batch; returns (batch_id, known_time), known_time defaulting to write_time."""
+    row = conn.execute(CREATE_BATCH, {
+        "series_id": series_id, "workflow_id": workflow_id, "start_time": start_time,
+        "known_time": known_time, "write_time": write_time,
+        "batch_params": None if batch_params is None else Jsonb(batch_params),
+    }).fetchone()
     assert row is not None
     return row[0], row[1]
 
 
 def check_versions_free(
-    conn: psycopg.Connection, series_id: int, batch_id: int, known_time: datetime, points: list[Point]
+    conn: psycopg.Connection, series_id: int, batch_id: int, known_time: datetime, points: Points
 ) -> None:
-    """409 when another batch of this series already stored a version at this known_time."""
-    # serialise writers that name the same known_time for one series
-    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s::text))", (7345002, str(series_id)))
+    """409 when another batch of this series already stored a version at this known_time
+    (call with the series' write lock held, so no such version can appear meanwhile)."""
     others = conn.execute(
         "SELECT 1 FROM batches_table WHERE series_id = %s AND known_time = %s AND batch_id <> %s LIMIT 1",
         (series_id, known_time, batch_id),
@@ -109,15 +112,14 @@ def check_versions_free(
         )
 
 
-def insert_overlapping(
-    conn: psycopg.Connection, series_id: int, batch_id: int, known_time: datetime, points: list[Point]
-) -> None:
+def insert_overlapping(conn: psycopg.Connection, series_id: int, batch_id: int, known_time: datetime,
+                       write_time: datetime, points: Points) -> None:
     """Append one batch's versions of an overlapping series."""
     with _unique_valid_times(points), conn.cursor() as cur, cur.copy(
-        "COPY overlapping (batch_id, series_id, valid_time, valid_time_end, value, known_time) "
+        "COPY overlapping (batch_id, series_id, valid_time, valid_time_end, value, known_time, change_time) "
         "FROM STDIN (FORMAT BINARY)"
     ) as copy:
-        copy.set_types(["int8", "int8", "timestamptz", "timestamptz", "float8", "timestamptz"])
+        copy.set_types(["int8", "int8", "timestamptz", "timestamptz", "float8", "timestamptz", "timestamptz"])
         write = copy.write_row
         for vt, vte, value in points:
-            write((batch_id, series_id, vt, vte, value, known_time))
+            write((batch_id, series_id, vt, vte, value, known_time, write_time))

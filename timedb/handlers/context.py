@@ -5,16 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from connexion import request
-from psycopg_pool import ConnectionPool
 
+from timedb.db.pool import Pool
 from timedb.errors import InvalidInput
+from timedb.settings import Settings
+from timedb.validation import MAX_DEPTH, too_deep
 
 LABELS_MESSAGE = "labels must be a valid JSON object (e.g. '{\"site\":\"Gotland\"}')"
 
 
-def pool() -> ConnectionPool:
+def pool() -> Pool:
     """The connection pool opened by the app's lifespan."""
     return request.state.pool  # type: ignore[no-any-return]
+
+
+def settings() -> Settings:
+    """The settings the app was created with."""
+    return request.state.settings  # type: ignore[no-any-return]
 
 
 def body() -> Any:
@@ -34,4 +41,6 @@ def parse_labels(raw: str | None) -> dict[str, Any] | None:
         raise InvalidInput(LABELS_MESSAGE) from None
     if not isinstance(labels, dict):
         raise InvalidInput(LABELS_MESSAGE)
+    if too_deep(labels, MAX_DEPTH):  # (stored labels are flat: such a filter matches nothing)
+        raise InvalidInput(f"labels nests deeper than {MAX_DEPTH} levels.")
     return labels

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from timedb import __version__
-from timedb.db.pool import connection
+from timedb.db.pool import in_transaction
 from timedb.db.schema import schema_present
 from timedb.errors import SchemaMissing
 from timedb.handlers.context import pool
@@ -34,14 +34,13 @@ def get_api_info() -> tuple[dict[str, Any], int, dict[str, str]]:
     }, 200, JSON
 
 
-def get_health() -> tuple[dict[str, Any], int, dict[str, str]]:
-    """The process is up."""
+async def get_health() -> tuple[dict[str, Any], int, dict[str, str]]:
+    """The process is up: answered on the event loop, without the thread pool or the database."""
     return {"status": "ok"}, 200, JSON
 
 
 def get_readiness() -> tuple[dict[str, Any], int, dict[str, str]]:
     """The database answers and the timedb tables exist."""
-    with connection(pool()) as conn:
-        if not schema_present(conn):
-            raise SchemaMissing()
+    if not in_transaction(pool(), schema_present):
+        raise SchemaMissing()
     return {"status": "ready"}, 200, JSON

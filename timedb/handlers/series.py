@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from connexion import request
 
 from timedb.db import series as db
-from timedb.db.pool import connection
+from timedb.db.pool import Connection, in_transaction
 from timedb.errors import InvalidInput
 from timedb.handlers.context import body, parse_labels, pool
 
@@ -28,21 +28,21 @@ def create_series() -> tuple[dict[str, Any], int, dict[str, str]]:
     name = req["name"].strip()
     if not name:
         raise InvalidInput("name must not be blank.")
-    with connection(pool()) as conn:
-        series_id, created = db.create_series(
-            conn,
-            name=name,
-            unit=req.get("unit", "dimensionless").strip(),
-            labels=req.get("labels", {}),
-            description=description,
-            overlapping=req.get("overlapping", False),
-            retention=req.get("retention", "medium"),
-        )
+    series_id, created = in_transaction(pool(), lambda conn: db.create_series(
+        conn,
+        name=name,
+        unit=req.get("unit", "dimensionless").strip(),
+        labels=req.get("labels", {}),
+        description=description,
+        overlapping=req.get("overlapping", False),
+        retention=req.get("retention", "medium"),
+    ))
     message = "Series created successfully" if created else "Series already exists"
     return {"series_id": series_id, "message": message, "created": created}, 200, JSON
 
 
 CURSOR_MESSAGE = "cursor is not a value returned in a Link header."
+PAGE_SIZE = 1000  # series per page unless `limit` says otherwise (the spec's default)
 
 
 def _encode_cursor(row: dict[str, Any]) -> str:
@@ -61,21 +61,24 @@ def _decode_cursor(cursor: str) -> int:
 
 
 def list_series(name: str | None = None, labels: str | None = None, unit: str | None = None,
-                series_id: int | None = None, limit: int | None = None,
+                series_id: int | None = None, limit: int = PAGE_SIZE,
                 cursor: str | None = None) -> tuple[list[dict[str, Any]], int, dict[str, str]]:
     """Matching series, ordered by name, unit, series_id; paged with limit + Link."""
     flt = _filter(name, labels, unit, series_id)
     after_id = _decode_cursor(cursor) if cursor is not None else None
-    after = None
-    with connection(pool()) as conn:
+
+    def work(conn: Connection) -> list[dict[str, Any]]:
+        after = None
         if after_id is not None:
             last = db.get_by_ids(conn, [after_id]).get(after_id)
             if last is None:
                 raise InvalidInput(CURSOR_MESSAGE)
             after = (last["name"], last["unit"], after_id)
-        rows = db.list_series(conn, flt, limit=None if limit is None else limit + 1, after=after)
+        return db.list_series(conn, flt, limit=limit + 1, after=after)
+
+    rows = in_transaction(pool(), work)
     headers = dict(JSON)
-    if limit is not None and len(rows) > limit:
+    if len(rows) > limit:
         rows = rows[:limit]
         params = {k: v for k, v in request.query_params.items() if k != "cursor"}
         params["cursor"] = _encode_cursor(rows[-1])
@@ -88,8 +91,7 @@ def list_labels(label_key: str, name: str | None = None, labels: str | None = No
                 ) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Sorted distinct values of one label key across matching series."""
     flt = _filter(name, labels, unit, series_id)
-    with connection(pool()) as conn:
-        values = db.label_values(conn, label_key, flt)
+    values = in_transaction(pool(), lambda conn: db.label_values(conn, label_key, flt))
     return {"label_key": label_key, "values": values}, 200, JSON
 
 
@@ -97,5 +99,4 @@ def count_series(name: str | None = None, labels: str | None = None, unit: str |
                  series_id: int | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Number of series matching every filter."""
     flt = _filter(name, labels, unit, series_id)
-    with connection(pool()) as conn:
-        return {"count": db.count_series(conn, flt)}, 200, JSON
+    return {"count": in_transaction(pool(), lambda conn: db.count_series(conn, flt))}, 200, JSON

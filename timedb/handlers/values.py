@@ -2,65 +2,58 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from timedb.db import corrections as fix
 from timedb.db import values_read as read
 from timedb.db import values_write as write
-from timedb.db.pool import Connection, connection
+from timedb.db.locks import lock_series
+from timedb.db.pool import Connection
 from timedb.db.series import SeriesFilter, get_by_ids, resolve_one
-from timedb.errors import InvalidInput, SeriesNotFound, Unprocessable
-from timedb.handlers.context import body, parse_labels, pool
-from timedb.handlers.streaming import stream_in_thread
+from timedb.encoders import RECORDS, document
+from timedb.errors import InvalidInput, SeriesNotFound
+from timedb.handlers.context import body, parse_labels, pool, settings
+from timedb.handlers.idempotent import respond_once
+from timedb.handlers.streaming import StreamedRows
+from timedb.points import Points
 from timedb.timestamps import parse_optional, parse_timestamp
 
 JSON = {"Content-Type": "application/json"}
 
 
-def _points(data: list[dict[str, Any]]) -> list[write.Point]:
-    """Parse DataPoints; intervals must end after they start."""
-    points: list[write.Point] = []
-    append = points.append
-    for i, p in enumerate(data):
-        vt = parse_timestamp(p["valid_time"], f"data[{i}].valid_time")
-        end = p.get("valid_time_end")
-        if end is None:
-            append((vt, None, p.get("value")))
-            continue
-        vte = parse_timestamp(end, f"data[{i}].valid_time_end")
-        if vte <= vt:
-            raise Unprocessable(f"data[{i}]: valid_time_end must be later than valid_time.")
-        append((vt, vte, p.get("value")))
-    return points
-
-
-def insert_values() -> tuple[dict[str, Any], int, dict[str, str]]:
+def insert_values() -> Response:
     """Write points into one series (one batch for overlapping series)."""
     req = body()
     if req.get("series_id") is None and req.get("name") is None:
         raise InvalidInput("Provide either 'series_id' or 'name' (+labels) to identify the target series.")
     flt = (SeriesFilter(series_id=req["series_id"]) if req.get("series_id") is not None
            else SeriesFilter(name=req["name"], labels=req.get("labels") or None))
-    points = _points(req["data"])
+    points: Points = req["data"]  # decoded and checked by the body validator
     known_time = parse_optional(req.get("known_time"), "known_time")
-    batch_id = None
-    with connection(pool()) as conn:
+    start_time = datetime.now(UTC)
+
+    def work(conn: Connection) -> dict[str, Any]:
         series = resolve_one(conn, flt)
         sid = series["series_id"]
+        # writers of this series take turns; write_time is later than every earlier write
+        write_time = lock_series(conn, [sid])
+        batch_id = None
         if series["overlapping"]:
-            batch_id, known_time = write.create_batch(
-                conn, sid, known_time=known_time, workflow_id=req.get("workflow_id", "api-workflow"),
-                batch_params=req.get("batch_params"), start_time=datetime.now(UTC))
-            write.check_versions_free(conn, sid, batch_id, known_time, points)
-            write.insert_overlapping(conn, sid, batch_id, known_time, points)
+            batch_id, batch_known = write.create_batch(
+                conn, sid, known_time=known_time, write_time=write_time,
+                workflow_id=req.get("workflow_id", "api-workflow"),
+                batch_params=req.get("batch_params"), start_time=start_time)
+            if known_time is not None:
+                write.check_versions_free(conn, sid, batch_id, known_time, points)
+            write.insert_overlapping(conn, sid, batch_id, batch_known, write_time, points)
         else:
-            write.insert_flat(conn, sid, points, known_time)
-    return {"batch_id": batch_id, "series_id": sid, "rows_inserted": len(points)}, 200, JSON
+            write.insert_flat(conn, sid, points, known_time, write_time)
+        return {"batch_id": batch_id, "series_id": sid, "rows_inserted": points.count}
+
+    return respond_once(work)
 
 
 def read_values(name: str | None = None, labels: str | None = None, series_id: int | None = None,
@@ -78,22 +71,20 @@ def read_values(name: str | None = None, labels: str | None = None, series_id: i
         changed_before=parse_optional(changed_before, "changed_before"),
     )
     mode = read.Mode.AUDIT if include_updates else read.Mode.VERSIONS if versions else read.Mode.LATEST
-    chunks = read.stream_values(pool(), flt, window, mode)
-    head = next(chunks)  # resolves the series: lookup errors become problem responses here
-    second = next(chunks)
-    if second == b"]}":  # everything fit in one chunk: a plain, validated response
-        chunks.close()
-        return Response(head + second, 200, media_type="application/json")
-    return StreamingResponse(stream_in_thread(_prepend((head, second), chunks)), 200,
-                             media_type="application/json")
-
-
-def _prepend(first: tuple[bytes, ...], rest: Generator[bytes, None, None]) -> Iterator[bytes]:
+    records = RECORDS[mode]
+    # opening resolves the series: lookup errors become problem responses here
+    stream = read.RowStream(pool(), flt, window, mode)
     try:
-        yield from first
-        yield from rest
-    finally:
-        rest.close()
+        first = [stream.next_chunk()]
+        if len(first[0]) == stream.chunk_rows:  # maybe more: look one chunk ahead
+            first.append(stream.next_chunk())
+        if not first[-1] or len(first) == 1:  # everything fit in one chunk: a plain, validated response
+            stream.close()
+            return Response(document(len(first[0]), records(first[0])), 200, media_type="application/json")
+    except BaseException:
+        stream.close()
+        raise
+    return StreamedRows(stream, records, first, settings().client_timeout)
 
 
 def _canonical(item: dict[str, Any]) -> dict[str, Any]:
@@ -155,13 +146,14 @@ def update_records() -> Response:
             known_time=parse_optional(u.get("known_time"), f"updates[{i}].known_time"),
             fields=fields,
         ))
-    with connection(pool()) as conn:
+
+    def work(conn: Connection) -> dict[str, Any]:
         for item, series in zip(items, _resolve_series(conn, updates), strict=True):
             item.series_id, item.overlapping = series["series_id"], series["overlapping"]
         stored = fix.apply_corrections(conn, items)
-    # orjson prints aware datetimes as isoformat() does; Connexion would encode with the stdlib
-    return Response(orjson.dumps({"updated": [_result(item, row) for item, row in zip(items, stored, strict=True)]}),
-                    200, media_type="application/json")
+        return {"updated": [_result(item, row) for item, row in zip(items, stored, strict=True)]}
+
+    return respond_once(work)
 
 
 def _result(item: fix.Correction, row: dict[str, Any]) -> dict[str, Any]:

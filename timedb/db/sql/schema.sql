@@ -86,5 +86,17 @@ CREATE TABLE IF NOT EXISTS overlapping (
 CREATE UNIQUE INDEX IF NOT EXISTS overlapping_key
     ON overlapping (series_id, valid_time, known_time DESC, change_time DESC);
 
+-- Idempotency-Key of POST/PUT /values: the answer of the request that used the key first,
+-- replayed to retries of the same request within TIMEDB_IDEMPOTENCY_TTL. Not a fact table.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key         text PRIMARY KEY,
+    fingerprint bytea NOT NULL,        -- sha-256 of method, path and body
+    status      smallint,
+    response    bytea,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+-- expiry
+CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx ON idempotency_keys (created_at);
+
 INSERT INTO timedb_settings (key, value) VALUES ('schema_version', '1')
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
