@@ -174,4 +174,27 @@ def create_app(settings: Settings) -> AsyncApp:
     app.add_error_handler(TimedbError, render_problem)
     app.add_error_handler(Exception, render_unexpected)
     install_quiet_abort()
+    _log_like_uvicorn()
     return app
+
+
+def _log_like_uvicorn() -> None:
+    """Give the `timedb` logger a handler in uvicorn's format, unless logging is configured
+    (a --log-config, gunicorn's logger, a root handler): its aborted-response and 5xx lines
+    are part of what an operator needs to see."""
+    if log.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:%(padding)s %(name)s: %(message)s"))
+    handler.addFilter(_Padding())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+class _Padding(logging.Filter):
+    """uvicorn's column: 'INFO:     ', 'WARNING:  '."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.padding = " " * max(0, 8 - len(record.levelname))
+        return True

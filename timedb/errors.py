@@ -104,7 +104,6 @@ class PayloadTooLarge(TimedbError):
     status = 413
     title = "Content Too Large"
     type = "/problems/payload-too-large"
-
     close_connection = True
 
 

@@ -30,6 +30,9 @@ REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; c
                    b"content-length: 16\r\nconnection: close\r\n\r\nRequest Timeout\n")
 
 
+WRITE_STALL_GRACE = 1.0
+
+
 def _client_timeout() -> float:
     try:
         return read_duration(environment(), "TIMEDB_CLIENT_TIMEOUT", Settings.client_timeout)
@@ -84,7 +87,8 @@ class ClientTimeouts:
 
     def _write_stalled(self) -> None:
         self._write_timer = None
-        self.logger.info("%s - client read nothing for %gs; connection reset", self.client, self.timeout)
+        self.logger.info("%s - client read nothing for %gs; connection reset", self.client,
+                         self.timeout + WRITE_STALL_GRACE)
         sock = self.transport.get_extra_info("socket")
         if sock is not None:  # reset, instead of an orphaned socket holding the unsent data
             try:
@@ -96,7 +100,8 @@ class ClientTimeouts:
     def pause_writing(self) -> None:
         super().pause_writing()  # type: ignore[misc]
         if self.timeout > 0 and self._write_timer is None:
-            self._write_timer = self.loop.call_later(self.timeout, self._write_stalled)
+            # a second after the app's own per-send timeout, which logs what it broke off
+            self._write_timer = self.loop.call_later(self.timeout + WRITE_STALL_GRACE, self._write_stalled)
 
     def resume_writing(self) -> None:
         super().resume_writing()  # type: ignore[misc]

@@ -108,7 +108,10 @@ def first_error(validator: jsonschema_rs.Draft4Validator, instance: Any) -> str 
                 message = message[:300] + "..."
             return f"{message} (at /{path})" if path else message
     except ValueError:  # jsonschema-rs gives up on instances nested hundreds of levels deep
-        return "The request body nests too deeply."
+        members = instance.items() if isinstance(instance, dict) else ()
+        deep = next((name for name, value in members if too_deep(value, MAX_DEPTH)), None)
+        return (f"{deep} nests deeper than {MAX_DEPTH} levels (at /{deep})" if deep
+                else "The request body nests too deeply.")
     return None
 
 

@@ -15,6 +15,8 @@ from timedb import errors
 # libpq quotes a malformed connection string whole in its messages: hide passwords in them
 _URI_PASSWORD = re.compile(r"(://[^:/?#@\s\"']*):[^@\s\"']*@")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s\"']*)", re.IGNORECASE)
+# ... and any percent-encoded token it cannot decode (which may be the password)
+_BAD_TOKEN = re.compile(r'(percent-encoded token: )"[^"]*"')
 
 
 def first_line(exc: BaseException) -> str:
@@ -23,7 +25,8 @@ def first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     if not lines:
         return type(exc).__name__
-    return _KEYWORD_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1:***@", lines[0]))
+    text = _URI_PASSWORD.sub(r"\1:***@", lines[0])
+    return _BAD_TOKEN.sub(r'\1"***"', _KEYWORD_PASSWORD.sub(r"\1***", text))
 
 
 @contextmanager

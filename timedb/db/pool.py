@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import select
 import time
@@ -19,6 +20,7 @@ from timedb.settings import Settings
 
 Connection = psycopg.Connection
 T = TypeVar("T")
+log = logging.getLogger("timedb")
 
 # a session that sits idle inside a transaction (a vanished client) is ended by PostgreSQL
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
@@ -48,6 +50,7 @@ class Pool(ConnectionPool):
             max_waiting=settings.pool_max_waiting,
             open=False,
             check=check_idle_connection,
+            configure=self._configure if settings.prepare_threshold is not None else None,
             name="timedb",
             # transactions are begun by `connection()`, together with their limits
             kwargs={"application_name": "timedb", "autocommit": True,
@@ -58,11 +61,25 @@ class Pool(ConnectionPool):
         self.begin_watched = _begin(0, settings.lock_timeout)
         # True while new connections fail: tells "database away" from "all connections busy"
         self.connect_failing = False
+        self.pooler_seen = False
 
     # The two overrides below use psycopg_pool internals (stable through 3.2-3.3, pinned in
     # pyproject.toml); tests/faults prove recovery and the busy/unreachable answers.
     def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
         super()._add_connection(attempt or CappedBackoff(timeout=self.reconnect_timeout), growing)
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        """Prepared statements asked for (TIMEDB_PREPARE_THRESHOLD) but the connection goes
+        through a pooler: turn them off on it, since a pooler in transaction mode mixes up
+        the statements of its clients. A pooler gives its clients its own backend key, so the
+        backend pid it reports differs from the real one."""
+        row = conn.execute("SELECT pg_backend_pid()", prepare=False).fetchone()
+        if row is not None and row[0] != conn.info.backend_pid:
+            conn.prepare_threshold = None
+            if not self.pooler_seen:
+                self.pooler_seen = True
+                log.warning("TIMEDB_PREPARE_THRESHOLD is set, but the database is reached through a "
+                            "connection pooler: prepared statements stay off")
 
     def _connect(self, timeout: float | None = None) -> psycopg.Connection:
         try:
@@ -126,8 +143,10 @@ def checkout(pool: Pool, *, watched: bool = False) -> psycopg.Connection:
     read is one statement that may rightly run for minutes; see values_read.Watchdog).
     """
     with translated():
+        # while the database is away, answer once the next reconnect attempt is due, not later
+        timeout = min(pool.timeout, MAX_RECONNECT_DELAY) if pool.connect_failing else None
         try:
-            conn = pool.getconn()
+            conn = pool.getconn(timeout)
         except (PoolTimeout, TooManyRequests) as exc:
             raise _no_connection(pool) from exc
         try:
