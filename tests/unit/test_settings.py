@@ -34,3 +34,27 @@ def test_prepare_threshold_none_for_pgbouncer():
     assert s.prepare_threshold is None
     with pytest.raises(ConfigError):
         Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_POOL_MAX_SIZE": "many"})
+
+
+def test_limits_have_safe_defaults():
+    s = Settings.from_env({"TIMEDB_DSN": "x"})
+    assert (s.statement_timeout, s.lock_timeout, s.client_timeout) == (30.0, 5.0, 30.0)
+    assert (s.pool_timeout, s.pool_max_waiting, s.max_large_bodies) == (5.0, 20, 2)
+    assert s.idempotency_ttl == 86400.0
+    assert s.prepare_threshold is None  # works behind PgBouncer in transaction mode
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [
+    ("30s", 30.0), ("500ms", 0.5), ("2min", 120.0), ("1h", 3600.0), ("1d", 86400.0),
+    ("90", 90.0), ("0", 0.0), (" 1.5 s ", 1.5), ("10MS", 0.01),
+])
+def test_durations(raw, seconds):
+    s = Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_STATEMENT_TIMEOUT": raw, "TIMEDB_CLIENT_TIMEOUT": raw})
+    assert s.statement_timeout == seconds == s.client_timeout
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1s", "1 week", "1e3"])
+def test_bad_durations_name_the_variable(raw):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_LOCK_TIMEOUT": raw})
+    assert "TIMEDB_LOCK_TIMEOUT" in str(err.value)
