@@ -21,6 +21,7 @@ class Reply:
     nbytes: int
     wall: float
     client_cpu: float
+    first_byte: float = 0.0  # seconds from sending the request to the response's first body bytes
 
 
 class HttpError(RuntimeError):
@@ -69,6 +70,8 @@ class Client:
             status, headers = self._head()
         except (ConnectionError, TimeoutError) as exc:
             raise HttpError(f"connection failed: {exc}") from exc
+        self._sent = t0
+        self._first: float | None = None
         if headers.get("transfer-encoding", "").lower() == "chunked":
             body, n = self._chunked(keep)
         else:
@@ -77,7 +80,9 @@ class Client:
         if headers.get("connection", "").lower() == "close":
             self.close()
             self._connect()
-        reply = Reply(status, headers, body, n, time.perf_counter() - t0, time.thread_time() - c0)
+        wall = time.perf_counter() - t0
+        reply = Reply(status, headers, body, n, wall, time.thread_time() - c0,
+                      wall if self._first is None else self._first)
         self.last_used = time.monotonic()
         return reply
 
@@ -130,6 +135,8 @@ class Client:
             if not size_line:
                 raise HttpError("connection closed inside a chunked body")
             size = int(size_line.split(b";")[0], 16)
+            if self._first is None:
+                self._first = time.perf_counter() - self._sent
             if size == 0:
                 while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
                     pass  # trailers

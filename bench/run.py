@@ -39,7 +39,7 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
-from bench import load  # noqa: E402
+from bench import faults, load  # noqa: E402
 from bench.data import T0, Points, corrections_body, valid_times, values  # noqa: E402
 from bench.httpclient import Client  # noqa: E402
 from bench.procstat import PeakRss, Usage  # noqa: E402
@@ -58,7 +58,7 @@ COPY_OVL_TYPES = ["int8", "int8", "timestamptz", "timestamptz", "float8", "times
 
 # ----------------------------------------------------------------------------- configuration
 
-SECTIONS = ("series", "inserts", "growth", "reads", "corrections")
+SECTIONS = ("series", "inserts", "growth", "reads", "corrections", "memory", "firstbyte")
 
 
 @dataclass
@@ -72,6 +72,7 @@ class Config:
     clients: int = 16
     corrections: list[int] = field(default_factory=lambda: [1, 100])
     big_rows: int = 10_000_000  # rows each fact table holds for the growth and correction cases
+    memory_body_mb: float = 100.0  # size of the POST /values whose peak memory is measured
     reps: int = 3
     duration: float = 5.0  # seconds per repetition of a request loop (wrk)
     rep_rows: int = 200_000  # rows per repetition when one request is small (python client, raw loops)
@@ -87,7 +88,7 @@ class Config:
     def smoke_config(cls, dsn: str) -> Config:
         return cls(dsn=dsn, insert_sizes=[100, 1_000], read_sizes=[100, 2_000, 5_000], versions_rows=2_000,
                    revisions=3, series=100, clients=4, corrections=[1, 10], big_rows=20_000,
-                   reps=1, duration=1.0, rep_rows=2_000, smoke=True)
+                   memory_body_mb=2.0, reps=1, duration=1.0, rep_rows=2_000, smoke=True)
 
 
 # ----------------------------------------------------------------------------- results
@@ -119,6 +120,7 @@ class Report:
         self.cases: dict[str, Case] = {}
         self.targets: list[dict[str, Any]] = []
         self.notes: list[str] = []
+        self.extra: dict[str, Any] = {}  # measurements that are not rates (bench/faults.py)
 
     def add(self, case: Case) -> Case:
         self.cases[case.key] = case
@@ -210,7 +212,7 @@ class Report:
     def to_json(self, meta: dict[str, Any]) -> dict[str, Any]:
         return {"meta": meta, "config": asdict(self.cfg),
                 "cases": [{**asdict(c), "ratio": c.ratio} for c in self.cases.values()],
-                "targets": self.targets, "notes": self.notes}
+                "targets": self.targets, "notes": self.notes, **self.extra}
 
 
 def fmt(x: float) -> str:
@@ -307,6 +309,12 @@ class Bench:
         self.usages: dict[str, list[dict[str, float]]] = {}
 
     # --- helpers
+
+    def restart_server(self) -> None:
+        self.http.close()
+        self.server.stop()
+        self.server.start()
+        self.http = Client("127.0.0.1", self.server.port)
 
     def api(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
         raw = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
@@ -563,8 +571,8 @@ class Bench:
                 doc = orjson.loads(reply.body)
                 ok = doc["count"] == expect == len(doc["data"])
             else:  # a buffered document leads with its count, a streamed one ends with it
-                ok = (reply.body.startswith(b'{"count":%d,' % expect) and reply.body.endswith(b"]}")
-                      or reply.body.startswith(b'{"data":[') and reply.body.endswith(b'],"count":%d}' % expect))
+                ok = ((reply.body.startswith(b'{"count":%d,' % expect) and reply.body.endswith(b"]}"))
+                      or (reply.body.startswith(b'{"data":[') and reply.body.endswith(b'],"count":%d}' % expect)))
             if not ok:
                 raise RuntimeError(f"GET {path}: unexpected document {reply.body[:200]!r}...")
 
@@ -703,6 +711,8 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--corrections", type=ints, help="corrections per PUT /values (default 1,100)")
     p.add_argument("--big-rows", type=int, help="rows each fact table holds before the growth and "
                    "correction cases (default 10000000)")
+    p.add_argument("--memory-body-mb", type=float, help="size of the POST whose peak memory is measured "
+                   "(default 100)")
     p.add_argument("--reps", type=int, help="repetitions per case (default 3)")
     p.add_argument("--duration", type=float, help="seconds per repetition of a request loop (default 5)")
     p.add_argument("--rep-rows", type=int, help="rows per repetition of small-request cases (default 200000)")
@@ -717,7 +727,7 @@ def parse_args(argv: list[str] | None) -> Config:
     a = p.parse_args(argv)
     cfg = Config.smoke_config(a.dsn) if a.smoke else Config(dsn=a.dsn)
     for name in ("insert_sizes", "read_sizes", "versions_rows", "revisions", "series", "clients", "corrections",
-                 "big_rows", "reps", "duration", "rep_rows"):
+                 "big_rows", "reps", "duration", "rep_rows", "memory_body_mb"):
         value = getattr(a, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -752,21 +762,23 @@ def main(argv: list[str] | None = None) -> int:
             bench.bench_series()
         if "inserts" in only:
             bench.bench_inserts()
-        if only & {"growth", "reads", "corrections"}:
+        if only & {"growth", "reads", "corrections", "firstbyte"}:
             bench.preload()
         if "growth" in only:
             bench.bench_growth()
         if "reads" in only:
             # a fresh server process: the RSS growth of the big read is then not hidden in heap
             # that earlier 100,000-point request bodies left behind
-            bench.http.close()
-            server.stop()
-            server.start()
-            bench.http = Client("127.0.0.1", server.port)
+            bench.restart_server()
             bench.report.notes.append("the server was restarted before the reads (fresh heap for the RSS case)")
             bench.bench_reads()
+        if "firstbyte" in only:  # before the corrections, which add rows to the read series
+            faults.first_byte(bench)
         if "corrections" in only:
             bench.bench_corrections()
+        if "memory" in only:
+            bench.restart_server()  # a fresh heap: the growth is the request's own
+            faults.memory_post(bench)
     finally:
         if bench is not None:
             bench.http.close()
