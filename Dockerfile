@@ -1,6 +1,7 @@
 # timedb API server. Configure with TIMEDB_DSN (or DATABASE_URL) at run time:
 #   docker build -t timedb-api .
-#   docker run -p 8000:8000 -e TIMEDB_DSN="postgresql://user:password@db:5432/timedb" timedb-api
+#   docker run -p 8000:8000 --stop-timeout 30 -e TIMEDB_DSN="postgresql://user:password@db:5432/timedb" timedb-api
+# (--stop-timeout: longer than the server's 20 s graceful shutdown, so in-flight requests finish)
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -25,4 +26,6 @@ USER timedb
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD python -c "import urllib.request, sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"
-CMD ["uvicorn", "timedb.api:app", "--host", "0.0.0.0", "--port", "8000"]
+STOPSIGNAL SIGTERM
+# timedb api: uvicorn with timedb's client timeouts and a bounded graceful shutdown
+CMD ["timedb", "api", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20"]
