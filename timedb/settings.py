@@ -56,7 +56,9 @@ def _int(env: dict[str, str], key: str, default: int) -> int:
 
 def _threshold(raw: str) -> int | None:
     raw = raw.strip().lower()
-    if raw in ("", "none", "off", "disable", "disabled"):
+    if not raw:
+        return Settings.prepare_threshold
+    if raw in ("none", "off", "disable", "disabled"):
         return None
     try:
         return int(raw)
@@ -94,8 +96,9 @@ class Settings:
     # bodies larger than LARGE_BODY_BYTES (or of unknown length) parsed at the same time
     max_large_bodies: int = 2
     validate_responses: bool = False
-    # None disables named server-side prepared statements: works behind every pooler
-    prepare_threshold: int | None = None
+    # server-side prepared statements after this many executions of a query (None: never);
+    # kept off on connections that go through a pooler (timedb.db.pool.Pool._configure)
+    prepare_threshold: int | None = 5
     # limits on database work, in seconds (0 disables): per statement (per chunk of a
     # streamed read) and per lock wait
     statement_timeout: float = 30.0

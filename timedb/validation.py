@@ -116,10 +116,11 @@ def first_error(validator: jsonschema_rs.Draft4Validator, instance: Any) -> str 
 
 
 def _parse_error(raw: bytes | bytearray, exc: Exception) -> Exception:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return cast(Exception, BadRequestProblem(detail="The request body is not valid UTF-8."))
+    if not raw.isascii():  # (ASCII is UTF-8: no decoded copy of a large body)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return cast(Exception, BadRequestProblem(detail="The request body is not valid UTF-8."))
     reason = str(exc).lower()
     if non_finite(raw) or "infinity" in reason or "out of range" in reason:
         return Unprocessable("Numbers must be finite: NaN, Infinity and out-of-range numbers are not allowed.")

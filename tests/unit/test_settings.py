@@ -41,7 +41,7 @@ def test_limits_have_safe_defaults():
     assert (s.statement_timeout, s.lock_timeout, s.client_timeout) == (30.0, 5.0, 30.0)
     assert (s.pool_timeout, s.pool_max_waiting, s.max_large_bodies) == (5.0, 20, 2)
     assert s.idempotency_ttl == 86400.0
-    assert s.prepare_threshold is None  # works behind PgBouncer in transaction mode
+    assert s.prepare_threshold == 5  # kept off behind a pooler (tests/faults/test_limits.py)
 
 
 @pytest.mark.parametrize(("raw", "seconds"), [

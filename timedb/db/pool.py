@@ -52,7 +52,7 @@ class Pool(ConnectionPool):
             check=check_idle_connection,
             configure=self._configure if settings.prepare_threshold is not None else None,
             name="timedb",
-            # transactions are begun by `connection()`, together with their limits
+            # transactions are begun by `checkout()`, together with their limits
             kwargs={"application_name": "timedb", "autocommit": True,
                     "prepare_threshold": settings.prepare_threshold},
         )
@@ -63,8 +63,8 @@ class Pool(ConnectionPool):
         self.connect_failing = False
         self.pooler_seen = False
 
-    # The two overrides below use psycopg_pool internals (stable through 3.2-3.3, pinned in
-    # pyproject.toml); tests/faults prove recovery and the busy/unreachable answers.
+    # _add_connection and _connect override psycopg_pool internals (stable through 3.2.1-3.3,
+    # pinned in pyproject.toml); tests/faults prove recovery and the busy/unreachable answers.
     def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
         super()._add_connection(attempt or CappedBackoff(timeout=self.reconnect_timeout), growing)
 

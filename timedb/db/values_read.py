@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from itertools import islice
-from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -161,10 +160,3 @@ class RowStream:
         conn, self._conn = self._conn, None
         if conn is not None:
             release(self.pool, conn)
-
-    def __enter__(self) -> RowStream:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

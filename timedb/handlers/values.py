@@ -21,8 +21,6 @@ from timedb.handlers.streaming import StreamedRows
 from timedb.points import Points
 from timedb.timestamps import parse_optional, parse_timestamp
 
-JSON = {"Content-Type": "application/json"}
-
 
 def insert_values() -> Response:
     """Write points into one series (one batch for overlapping series)."""
