@@ -1,0 +1,44 @@
+"""The deployment files say what the README promises (the Dockerfile cannot be built here)."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import ROOT
+from timedb.cli import GRACEFUL_SHUTDOWN
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+README = (ROOT / "README.md").read_text()
+
+
+def _cmd() -> list[str]:
+    match = re.search(r"^CMD \[(.*)\]$", DOCKERFILE, re.MULTILINE)
+    assert match, "no exec-form CMD in the Dockerfile"
+    return [part.strip().strip('"') for part in match.group(1).split(",")]
+
+
+def test_docker_runs_timedb_api_as_non_root_with_a_shutdown_limit():
+    cmd = _cmd()
+    assert cmd[:2] == ["timedb", "api"]
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    limit = int(cmd[cmd.index("--timeout-graceful-shutdown") + 1])
+    stop = int(re.search(r"--stop-timeout (\d+)", DOCKERFILE).group(1))  # the documented docker run
+    assert stop > limit
+    users = re.findall(r"^USER (\S+)$", DOCKERFILE, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+
+
+def test_systemd_unit_waits_longer_than_the_graceful_shutdown():
+    unit = README[README.index("[Service]"):README.index("[Install]")]
+    limit = int(re.search(r"--timeout-graceful-shutdown (\d+)", unit).group(1))
+    assert int(re.search(r"TimeoutStopSec=(\d+)", unit).group(1)) > limit
+    assert "ExecStart=/usr/local/bin/timedb api" in unit
+
+
+def test_the_cli_default_shutdown_limit_is_the_documented_one():
+    assert f"[--timeout-graceful-shutdown {GRACEFUL_SHUTDOWN}]" in README
+    assert f"`--timeout-graceful-shutdown` ({GRACEFUL_SHUTDOWN} s)" in README
+
+
+def test_gunicorn_is_documented_with_timedb_worker():
+    assert "-k timedb.workers.UvicornWorker" in README
