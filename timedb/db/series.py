@@ -5,14 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from timedb.errors import AmbiguousSeries, SeriesConflict, SeriesNotFound
+from timedb.errors import (
+    AmbiguousSeries,
+    InvalidInput,
+    PayloadTooLarge,
+    SeriesConflict,
+    SeriesNotFound,
+    Unprocessable,
+)
 
-COLUMNS = sql.SQL("series_id, name, description, unit, labels, overlapping, retention")
+COLUMN_NAMES = ("series_id", "name", "description", "unit", "labels", "overlapping", "retention")
+COLUMNS = sql.SQL(", ").join(map(sql.Identifier, COLUMN_NAMES))
 ORDER = sql.SQL("ORDER BY name, unit, series_id")
 
 
@@ -159,3 +168,71 @@ def get_by_ids(conn: psycopg.Connection, ids: list[int]) -> dict[int, dict[str, 
 def _label(series: dict[str, Any]) -> str:
     labels = ", ".join(f"{k}={v}" for k, v in sorted(series["labels"].items()))
     return f"{series['name']} (series_id={series['series_id']}{', ' + labels if labels else ''})"
+
+
+# Each item's matches (up to 2: enough to tell 'none', 'one' and 'several'), in one statement.
+RESOLVE_MANY = sql.SQL("""
+SELECT i.idx, m.*
+FROM jsonb_to_recordset(%(items)s) AS i(idx int, series_id bigint, name text, labels jsonb)
+LEFT JOIN LATERAL (
+    (SELECT {columns} FROM series_table s WHERE s.series_id = i.series_id LIMIT 2)
+    UNION ALL
+    (SELECT {columns} FROM series_table s
+     WHERE i.series_id IS NULL AND s.name = i.name AND s.labels @> coalesce(i.labels, '{{}}'::jsonb)
+     ORDER BY s.series_id LIMIT 2)
+) m ON true
+ORDER BY i.idx, m.series_id
+""").format(columns=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in COLUMN_NAMES))
+
+
+def resolve_many(conn: psycopg.Connection, items: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The series of each item ({series_id} or {name, labels}), in order: 404 naming an item
+    that matches none, 400 naming one that matches several or repeats an earlier one."""
+    if len(items) > limit:
+        raise PayloadTooLarge(f"A request may read at most {limit} series; this one lists {len(items)}.")
+    payload = [{"idx": i, "series_id": it.get("series_id"), "name": it.get("name"), "labels": it.get("labels")}
+               for i, it in enumerate(items)]
+    rows = conn.cursor(row_factory=dict_row).execute(
+        RESOLVE_MANY, {"items": Jsonb(payload, dumps=_dumps)}).fetchall()
+    matches: list[list[dict[str, Any]]] = [[] for _ in items]
+    for row in rows:
+        if row["series_id"] is not None:
+            matches[row.pop("idx")].append(row)
+    found: list[dict[str, Any]] = []
+    first: dict[int, int] = {}
+    for i, match in enumerate(matches):
+        what = _describe(items[i])
+        if not match:
+            raise SeriesNotFound(f"series[{i}]: no series matches {what}.")
+        if len(match) > 1:
+            raise AmbiguousSeries(f"series[{i}]: {what} matches several series (e.g. {_label(match[0])} and "
+                                  f"{_label(match[1])}); give series_id or more labels.")
+        sid = match[0]["series_id"]
+        if sid in first:
+            raise InvalidInput(f"series[{i}] is the same series as series[{first[sid]}] ({_label(match[0])}).")
+        first[sid] = i
+        found.append(match[0])
+    return found
+
+
+def list_matching(conn: psycopg.Connection, flt: SeriesFilter, limit: int) -> list[dict[str, Any]]:
+    """Every series matching flt, by series_id; 422 when more than `limit` do."""
+    where, params = flt.where()
+    params["limit"] = limit + 1
+    rows = conn.cursor(row_factory=dict_row).execute(
+        sql.SQL("SELECT {} FROM series_table WHERE {} ORDER BY series_id LIMIT %(limit)s").format(COLUMNS, where),
+        params).fetchall()
+    if len(rows) > limit:
+        raise Unprocessable(f"The filter matches more than {limit} series; narrow it (name, unit, labels).")
+    return rows
+
+
+def _describe(item: dict[str, Any]) -> str:
+    if item.get("series_id") is not None:
+        return f"series_id={item['series_id']}"
+    labels = item.get("labels")
+    return f"name={item.get('name')!r}" + (f" with labels {labels}" if labels else "")
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()

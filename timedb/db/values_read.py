@@ -1,12 +1,9 @@
-"""Reads of one series: rows in chunks from a held connection, never the whole result at once."""
+"""Reads in progress: rows in chunks from a held connection, never the whole result at once."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
-from enum import Enum
+from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -15,78 +12,11 @@ from psycopg import sql
 
 from timedb.db.errors import translated
 from timedb.db.pool import Pool, checkout, release
-from timedb.db.series import SeriesFilter, resolve_one
+from timedb.db.read_query import ReadSpec, build_query, multi_query
+from timedb.db.series import SeriesFilter, list_matching, resolve_many, resolve_one
 
 CHUNK_ROWS = 5000
 Row = tuple[Any, ...]
-
-
-class Mode(Enum):
-    LATEST = "latest"
-    VERSIONS = "versions"
-    AUDIT = "audit"
-
-
-@dataclass(frozen=True)
-class Window:
-    """Cuts on the three time axes; None means unbounded."""
-
-    start_valid: datetime | None = None
-    end_valid: datetime | None = None
-    start_known: datetime | None = None
-    end_known: datetime | None = None
-    changed_before: datetime | None = None
-
-    def where(self) -> tuple[sql.Composable, dict[str, Any]]:
-        parts: list[sql.Composable] = [sql.SQL("series_id = %(series_id)s")]
-        params: dict[str, Any] = {}
-        for field, column, op in (
-            ("start_valid", "valid_time", ">="),
-            ("end_valid", "valid_time", "<"),
-            ("start_known", "known_time", ">="),
-            ("end_known", "known_time", "<"),
-            ("changed_before", "change_time", "<"),
-        ):
-            value = getattr(self, field)
-            if value is not None:
-                parts.append(sql.SQL("{} {} %({})s").format(sql.Identifier(column), sql.SQL(op), sql.SQL(field)))
-                params[field] = value
-        return sql.SQL(" AND ").join(parts), params
-
-
-def _utc(column: str) -> sql.Composable:
-    return sql.SQL("{} AT TIME ZONE 'UTC'").format(sql.Identifier(column))
-
-
-def build_query(overlapping: bool, mode: Mode, window: Window) -> tuple[sql.Composed, dict[str, Any]]:
-    """The read query for one series kind and mode (timestamps as UTC wall times)."""
-    table = sql.Identifier("overlapping" if overlapping else "flat")
-    where, params = window.where()
-    # overlapping: the newest forecast wins, then its newest correction; flat: the newest write
-    rank = sql.SQL("known_time DESC, change_time DESC" if overlapping else "change_time DESC")
-    template: sql.SQL
-    if mode is Mode.LATEST:
-        template = sql.SQL(
-            "SELECT DISTINCT ON (valid_time) {vt}, {vte}, value FROM {t} WHERE {w} "
-            "ORDER BY valid_time, {rank}"
-        )
-    elif mode is Mode.VERSIONS:
-        template = sql.SQL(
-            "SELECT DISTINCT ON (known_time, valid_time) {kt}, {vt}, {vte}, value FROM {t} WHERE {w} "
-            "ORDER BY known_time, valid_time, change_time DESC"
-        )
-    else:
-        template = sql.SQL(
-            "SELECT {kt}, {vt}, {vte}, {ct}, value, changed_by, annotation, tags, {batch} "
-            "FROM {t} WHERE {w} ORDER BY known_time, valid_time, change_time"
-        )
-    # no count(*) OVER (): it would materialise the whole result before the first row
-    query = template.format(
-        vt=_utc("valid_time"), vte=_utc("valid_time_end"), kt=_utc("known_time"),
-        ct=_utc("change_time"), t=table, w=where, rank=rank,
-        batch=sql.SQL("batch_id" if overlapping else "NULL::bigint"),
-    )
-    return query, params
 
 
 class Watchdog:
@@ -115,28 +45,55 @@ class Watchdog:
             self._timer = None
 
 
+# plan(conn) -> (query, params): looks up what the read needs (raising 404/400 as problems)
+Plan = Callable[[psycopg.Connection], tuple[sql.Composed, dict[str, Any]]]
+
+
+def one_series(flt: SeriesFilter, spec: ReadSpec) -> Plan:
+    """The plan of a read of the one series matching flt."""
+    def plan(conn: psycopg.Connection) -> tuple[sql.Composed, dict[str, Any]]:
+        series = resolve_one(conn, flt)
+        query, params = build_query(series["overlapping"], spec)
+        params["series_id"] = series["series_id"]
+        return query, params
+    return plan
+
+
+def many_series(items: list[dict[str, Any]] | None, flt: SeriesFilter | None, spec: ReadSpec,
+                limit: int, found: list[dict[str, Any]]) -> Plan:
+    """The plan of a read of many series: the listed items (each resolving to one series) or
+    every series matching flt, at most `limit`; the series read are appended to `found`."""
+    def plan(conn: psycopg.Connection) -> tuple[sql.Composed, dict[str, Any]]:
+        found.extend(resolve_many(conn, items, limit) if items is not None
+                     else list_matching(conn, flt or SeriesFilter(), limit))
+        query, params = multi_query(spec)
+        params.update(ids=[s["series_id"] for s in found], overlapping=[s["overlapping"] for s in found])
+        return query, params
+    return plan
+
+
 class RowStream:
     """A read in progress: its own pooled connection, rows fetched chunk by chunk.
 
-    Opening resolves the series and starts the query, so lookup errors (404, 400) raise
-    before any byte of a response is sent. Every method blocks: call them from a worker
-    thread. `close()` must be called however the read ends; it stops the query first (a
-    stream left open holds the connection's lock) and returns the connection to the pool.
+    Opening runs the plan (lookups, so 404s and 400s raise before any byte of a response is
+    sent) and starts the query. Every method blocks: call them from a worker thread. `close()`
+    must be called however the read ends; it stops the query first (a stream left open holds
+    the connection's lock) and returns the connection to the pool.
     """
 
-    def __init__(self, pool: Pool, flt: SeriesFilter, window: Window, mode: Mode,
+    def __init__(self, pool: Pool, plan: Plan, out_tz: str | None = None,
                  chunk_rows: int = CHUNK_ROWS) -> None:
         self.pool = pool
         self.chunk_rows = chunk_rows
         self._conn: psycopg.Connection | None = checkout(pool, watched=True)
-        self._cursor = self._conn.cursor()
         self._rows: Iterator[Row] | None = None
         self.watchdog = Watchdog(self._conn, pool.statement_timeout)
         try:
             with translated(), self.watchdog:
-                series = resolve_one(self._conn, flt)
-                query, params = build_query(series["overlapping"], mode, window)
-                params["series_id"] = series["series_id"]
+                if out_tz is not None:  # timestamptz values load as instants in this zone
+                    self._conn.execute("SELECT set_config('TimeZone', %s, true)", (out_tz,))
+                query, params = plan(self._conn)
+                self._cursor = self._conn.cursor()
                 self._rows = self._cursor.stream(query, params, binary=True, size=chunk_rows)
         except BaseException:
             self.close()
@@ -154,7 +111,7 @@ class RowStream:
         try:
             if rows is not None:
                 rows.close()  # type: ignore[attr-defined]  # cancels the query, drains what was sent
-            self._cursor.close()
+                self._cursor.close()
         except psycopg.Error:
             pass  # a broken connection: release() hands it back to be discarded
         conn, self._conn = self._conn, None

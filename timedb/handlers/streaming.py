@@ -9,16 +9,15 @@ connection, so the client sees an incomplete body, never a normal end of one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import anyio
 import anyio.to_thread
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from timedb.db.values_read import Row, RowStream
-from timedb.encoders import STREAM_HEAD, stream_tail
 from timedb.errors import TimedbError
+from timedb.formats import Body
+from timedb.handlers.context import settings
 
 log = logging.getLogger("timedb")
 
@@ -47,25 +46,14 @@ def install_quiet_abort() -> None:
         logger.addFilter(QuietAbort())
 
 
-class StreamedRows(StreamingResponse):
-    """A 200 ValuesResponse whose records come from a RowStream, `count` last."""
+class StreamedBody(StreamingResponse):
+    """A 200 response whose body comes part by part from a Body (timedb.formats)."""
 
-    def __init__(self, stream: RowStream, records: Callable[[list[Row]], bytes],
-                 first: list[list[Row]], client_timeout: float) -> None:
-        super().__init__(iter(()), 200, media_type="application/json")
-        self.stream = stream
-        self.records = records
-        self.first = first
+    def __init__(self, body: Body, head: bytes, client_timeout: float) -> None:
+        super().__init__(iter(()), 200, media_type=body.media_type)
+        self.body_parts = body
+        self.head = head
         self.client_timeout = client_timeout or None
-        self.rows = 0
-
-    def _next_part(self) -> bytes | None:
-        """The next chunk's records, fetched and encoded (in a worker thread)."""
-        chunk = self.stream.next_chunk()
-        if not chunk:
-            return None
-        self.rows += len(chunk)
-        return b"," + self.records(chunk)
 
     async def _send(self, send: Send, message: Message) -> None:
         try:
@@ -77,13 +65,10 @@ class StreamedRows(StreamingResponse):
 
     async def _send_all(self, send: Send) -> None:
         await self._send(send, {"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        self.rows = sum(len(c) for c in self.first)
-        head = STREAM_HEAD + b",".join(self.records(c) for c in self.first)
-        await self._send(send, {"type": "http.response.body", "body": head, "more_body": True})
-        self.first = []
-        while (part := await anyio.to_thread.run_sync(self._next_part)) is not None:
+        await self._send(send, {"type": "http.response.body", "body": self.head, "more_body": True})
+        while (part := await anyio.to_thread.run_sync(self.body_parts.next)) is not None:
             await self._send(send, {"type": "http.response.body", "body": part, "more_body": True})
-        await self._send(send, {"type": "http.response.body", "body": stream_tail(self.rows), "more_body": False})
+        await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         where = f"{scope.get('method', 'GET')} {scope.get('path', '')}"
@@ -93,7 +78,7 @@ class StreamedRows(StreamingResponse):
                 async def stop_when_gone() -> None:
                     while (await receive())["type"] != "http.disconnect":
                         pass
-                    log.info("%s: the client went away after %d rows; query stopped", where, self.rows)
+                    log.info("%s: the client went away after %d rows; query stopped", where, self.body_parts.count)
                     group.cancel_scope.cancel()
 
                 group.start_soon(stop_when_gone)
@@ -102,21 +87,35 @@ class StreamedRows(StreamingResponse):
                     await self._send_all(send)
                 except StreamAborted as exc:
                     failure = str(exc)
-                    log.warning("%s: response aborted after %d rows: %s", where, self.rows, failure)
+                    log.warning("%s: response aborted after %d rows: %s", where, self.body_parts.count, failure)
                 except TimedbError as exc:
                     failure = exc.detail
                     cause = exc.__cause__
-                    log.error("%s: response aborted after %d rows: %s%s", where, self.rows, failure,
+                    log.error("%s: response aborted after %d rows: %s%s", where, self.body_parts.count, failure,
                               f" (cause: {type(cause).__name__}: {str(cause).strip()[:300]})" if cause else "")
                 except Exception as exc:
                     failure = "unexpected error"
-                    log.error("%s: response aborted after %d rows", where, self.rows, exc_info=exc)
+                    log.error("%s: response aborted after %d rows", where, self.body_parts.count, exc_info=exc)
                 group.cancel_scope.cancel()
         finally:
             # the stream holds a pooled connection; closing it is blocking work (query
             # cancellation): in a thread, and shielded from the cancellation that ends us
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.stream.close)
+                await anyio.to_thread.run_sync(self.body_parts.close)
         if failure is not None:
             # the only way to make an ASGI server drop the connection mid-body
             raise StreamAborted(failure)
+
+
+def respond(body: Body) -> Response:
+    """A plain response when the body is complete at once (JSON: count first, validated in
+    tests), else a streamed one."""
+    try:
+        head, complete = body.first()
+        if complete:
+            body.close()
+            return Response(head, 200, media_type=body.media_type)
+    except BaseException:
+        body.close()
+        raise
+    return StreamedBody(body, head, settings().client_timeout)

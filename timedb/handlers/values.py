@@ -1,4 +1,4 @@
-"""POST /values, GET /values, PUT /values."""
+"""POST /values, GET /values, PUT /values, POST /values/query."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ from typing import Any
 from starlette.responses import Response
 
 from timedb.db import corrections as fix
-from timedb.db import values_read as read
 from timedb.db import values_write as write
 from timedb.db.locks import lock_series
 from timedb.db.pool import Connection
+from timedb.db.read_query import Mode
 from timedb.db.series import SeriesFilter, get_by_ids, resolve_one
-from timedb.encoders import RECORDS, document
+from timedb.db.values_read import RowStream, many_series, one_series
 from timedb.errors import InvalidInput, SeriesNotFound
-from timedb.handlers.context import body, parse_labels, pool, settings
+from timedb.formats.json import JsonBody
+from timedb.handlers.context import body, parse_labels, pool
 from timedb.handlers.idempotent import respond_once
-from timedb.handlers.streaming import StreamedRows
+from timedb.handlers.read_params import read_spec, spec_args
+from timedb.handlers.streaming import respond
 from timedb.points import Points
 from timedb.timestamps import parse_optional, parse_timestamp
 
@@ -55,34 +57,31 @@ def insert_values() -> Response:
 
 
 def read_values(name: str | None = None, labels: str | None = None, series_id: int | None = None,
-                start_valid: str | None = None, end_valid: str | None = None,
-                start_known: str | None = None, end_known: str | None = None,
-                changed_before: str | None = None, versions: bool = False,
-                include_updates: bool = False) -> Response:
+                versions: bool = False, include_updates: bool = False, **params: Any) -> Response:
     """Read one series: latest values, every version, or the full audit trail."""
     flt = SeriesFilter(name=name, series_id=series_id, labels=parse_labels(labels))
-    window = read.Window(
-        start_valid=parse_optional(start_valid, "start_valid"),
-        end_valid=parse_optional(end_valid, "end_valid"),
-        start_known=parse_optional(start_known, "start_known"),
-        end_known=parse_optional(end_known, "end_known"),
-        changed_before=parse_optional(changed_before, "changed_before"),
-    )
-    mode = read.Mode.AUDIT if include_updates else read.Mode.VERSIONS if versions else read.Mode.LATEST
-    records = RECORDS[mode]
+    mode = Mode.AUDIT if include_updates else Mode.VERSIONS if versions else Mode.LATEST
+    spec = read_spec(mode, **params)
     # opening resolves the series: lookup errors become problem responses here
-    stream = read.RowStream(pool(), flt, window, mode)
-    try:
-        first = [stream.next_chunk()]
-        if len(first[0]) == stream.chunk_rows:  # maybe more: look one chunk ahead
-            first.append(stream.next_chunk())
-        if not first[-1] or len(first) == 1:  # everything fit in one chunk: a plain, validated response
-            stream.close()
-            return Response(document(len(first[0]), records(first[0])), 200, media_type="application/json")
-    except BaseException:
-        stream.close()
-        raise
-    return StreamedRows(stream, records, first, settings().client_timeout)
+    stream = RowStream(pool(), one_series(flt, spec), spec.out_tz)
+    return respond(JsonBody(stream, mode))
+
+
+MAX_SERIES = 10_000
+
+
+def query_values() -> Response:
+    """Read many series in one request (POST /values/query)."""
+    req = body()
+    mode = Mode(req.get("mode", "latest"))
+    spec = read_spec(mode, **spec_args(req))
+    flt = req.get("filter")
+    found: list[dict[str, Any]] = []
+    plan = many_series(req.get("series"), flt and SeriesFilter(name=flt.get("name"), unit=flt.get("unit"),
+                                                                labels=flt.get("labels") or None),
+                       spec, MAX_SERIES, found)
+    stream = RowStream(pool(), plan, spec.out_tz)
+    return respond(JsonBody(stream, mode, found))
 
 
 def _canonical(item: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,217 @@
+"""The SQL of a values read: filters on the three time axes, version selection, resampling.
+
+One statement per read, built with psycopg.sql from the parameters (never from user text):
+the rows of one series (`series` = a parameter), or of many (`series` = the lateral `s.id`
+of the multi-series wrapper), in valid_time order within each series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from enum import Enum
+from typing import Any
+
+from psycopg import sql
+
+
+class Mode(Enum):
+    LATEST = "latest"
+    VERSIONS = "versions"
+    AUDIT = "audit"
+
+
+@dataclass(frozen=True)
+class Window:
+    """Which stored rows a read considers; None means unbounded."""
+
+    start_valid: datetime | None = None
+    end_valid: datetime | None = None
+    start_known: datetime | None = None
+    end_known: datetime | None = None
+    changed_before: datetime | None = None
+    # the state as known at as_of: versions known by then, corrections made by then (inclusive)
+    as_of: datetime | None = None
+    # lead time valid_time - known_time within [min_horizon, max_horizon]
+    min_horizon: timedelta | None = None
+    max_horizon: timedelta | None = None
+    # for each valid_time (local date D in tz): known_time <= (D - days_ahead) at issue_time in tz
+    days_ahead: int | None = None
+    issue_time: time | None = None
+    tz: str = "UTC"
+
+    def where(self, table: sql.Identifier) -> tuple[list[sql.Composable], dict[str, Any]]:
+        """Conditions on the rows `t` of table, and their parameters."""
+        parts: list[sql.Composable] = []
+        params: dict[str, Any] = {}
+        for name, column, op in (
+            ("start_valid", "valid_time", ">="), ("end_valid", "valid_time", "<"),
+            ("start_known", "known_time", ">="), ("end_known", "known_time", "<"),
+            ("changed_before", "change_time", "<"), ("as_of", "known_time", "<="),
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(sql.SQL("t.{} {} %({})s").format(sql.Identifier(column), sql.SQL(op),
+                                                               sql.SQL(name)))
+                params[name] = value
+        if self.as_of is not None:
+            # corrections made after as_of are not known yet; a version's first row counts from
+            # its known_time even when it was stored later (a backfill)
+            parts.append(sql.SQL(
+                "(t.change_time <= %(as_of)s OR NOT EXISTS (SELECT 1 FROM {} o WHERE o.series_id = t.series_id"
+                " AND o.valid_time = t.valid_time AND o.known_time = t.known_time"
+                " AND o.change_time < t.change_time))").format(table))
+        if self.min_horizon is not None:
+            parts.append(sql.SQL("t.valid_time - t.known_time >= %(min_horizon)s"))
+            params["min_horizon"] = self.min_horizon
+        if self.max_horizon is not None:
+            parts.append(sql.SQL("t.valid_time - t.known_time <= %(max_horizon)s"))
+            params["max_horizon"] = self.max_horizon
+        if self.days_ahead is not None:
+            # D = the valid_time's local date; the cutoff is a local wall time turned into an
+            # instant by PostgreSQL's tz database (23- and 25-hour days included)
+            parts.append(sql.SQL(
+                "t.known_time <= ((((t.valid_time AT TIME ZONE %(tz)s)::date - %(days_ahead)s::int)"
+                " + %(issue_time)s::time) AT TIME ZONE %(tz)s)"))
+            params.update(days_ahead=self.days_ahead, issue_time=self.issue_time or time(0), tz=self.tz)
+        return parts, params
+
+
+AGGREGATES = {
+    "mean": "avg(v.value)", "sum": "sum(v.value)", "min": "min(v.value)", "max": "max(v.value)",
+    "count": "count(v.value)",
+    # the first / last non-null value in valid_time order
+    "first": "(array_agg(v.value ORDER BY v.valid_time) FILTER (WHERE v.value IS NOT NULL))[1]",
+    "last": "(array_agg(v.value ORDER BY v.valid_time DESC) FILTER (WHERE v.value IS NOT NULL))[1]",
+}
+
+
+@dataclass(frozen=True)
+class Resample:
+    """Buckets of a fixed number of seconds (dividing a day), or calendar days, weeks, months."""
+
+    unit: str  # "second", "day", "week", "month"
+    seconds: int = 0
+    agg: str = "mean"
+    tz: str = "UTC"
+
+    def start(self, ts: sql.Composable) -> sql.Composable:
+        """The start (an instant) of the bucket holding the instant ts."""
+        local = sql.SQL("({} AT TIME ZONE %(bucket_tz)s)").format(ts)
+        if self.unit != "second":  # local midnight of the day, Monday, first of the month
+            return sql.SQL("(date_trunc({}, {}) AT TIME ZONE %(bucket_tz)s)").format(
+                sql.Literal("week" if self.unit == "week" else self.unit), local)
+        if self.tz == "UTC":  # the fast path: whole seconds since the epoch
+            return sql.SQL(
+                "to_timestamp(floor(extract(epoch FROM {})::float8 / %(bucket_s)s) * %(bucket_s)s)").format(ts)
+        # the latest instant <= ts whose local wall time is midnight + k * bucket: floor the wall
+        # time, go back by the same wall-clock distance, and if a DST change lies in between,
+        # let the tz database place the floored wall time
+        floor = sql.SQL(
+            "(date_trunc('day', {l}) + floor(extract(epoch FROM {l} - date_trunc('day', {l})) / %(bucket_s)s)"
+            " * %(bucket_s)s * interval '1 second')").format(l=local)
+        back = sql.SQL("({} - ({} - {}))").format(ts, local, floor)
+        return sql.SQL("CASE WHEN ({b} AT TIME ZONE %(bucket_tz)s) = {f} THEN {b}"
+                       " ELSE {f} AT TIME ZONE %(bucket_tz)s END").format(b=back, f=floor)
+
+    def end(self, start: sql.Composable) -> sql.Composable:
+        """The end of the bucket starting at start (the next bucket's start)."""
+        if self.unit != "second":
+            step = {"day": "1 day", "week": "7 days", "month": "1 month"}[self.unit]
+            return sql.SQL("((({} AT TIME ZONE %(bucket_tz)s) + interval {}) AT TIME ZONE %(bucket_tz)s)").format(
+                start, sql.Literal(step))
+        if self.tz == "UTC":
+            return sql.SQL("({} + %(bucket_s)s * interval '1 second')").format(start)
+        # the bucket after: past a DST change back, the wall clock repeats an hour, so a bucket
+        # can be an hour longer than its nominal length
+        nxt = self.start(sql.SQL("({} + %(bucket_s)s * interval '1 second')").format(start))
+        later = self.start(sql.SQL("({} + %(bucket_s)s * interval '1 second' + interval '1 hour')").format(start))
+        return sql.SQL("(CASE WHEN {n} > {s} THEN {n} ELSE {l} END)").format(n=nxt, s=start, l=later)
+
+    def params(self) -> dict[str, Any]:
+        return {"bucket_tz": self.tz, "bucket_s": self.seconds}
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """Everything a read asks for."""
+
+    window: Window = field(default_factory=Window)
+    mode: Mode = Mode.LATEST
+    resample: Resample | None = None
+    # None: timestamps out as UTC wall times (printed with +00:00); else as instants in this
+    # zone (the session's TimeZone), printed with its offset
+    out_tz: str | None = None
+
+
+def _out(expr: sql.Composable, spec: ReadSpec) -> sql.Composable:
+    return expr if spec.out_tz else sql.SQL("({} AT TIME ZONE 'UTC')").format(expr)
+
+
+def series_query(overlapping: bool, spec: ReadSpec, series: sql.Composable,
+                 guard: sql.Composable | None = None) -> tuple[sql.Composed, dict[str, Any]]:
+    """The read of one series (its id: the SQL `series`), ordered by valid_time (known_time
+    first for versions and audit reads). Columns, by these names: latest (valid_time,
+    valid_time_end, value); versions (known_time, valid_time, valid_time_end, value); audit
+    (known_time, valid_time, valid_time_end, change_time, value, changed_by, annotation, tags,
+    batch_id). Timestamps are UTC wall times, or instants when spec.out_tz is set."""
+    table = sql.Identifier("overlapping" if overlapping else "flat")
+    conditions, params = spec.window.where(table)
+    conditions = [sql.SQL("t.series_id = {}").format(series), *conditions, *([guard] if guard else [])]
+    where = sql.SQL(" AND ").join(conditions)
+    # overlapping: the newest forecast wins, then its newest correction; flat: the newest write
+    rank = sql.SQL("t.known_time DESC, t.change_time DESC" if overlapping else "t.change_time DESC")
+    mode, resample = spec.mode, spec.resample
+    if mode is Mode.AUDIT:
+        batch = sql.SQL("t.batch_id" if overlapping else "NULL::bigint")
+        query = sql.SQL(
+            "SELECT {kt} AS known_time, {vt} AS valid_time, {vte} AS valid_time_end, {ct} AS change_time, "
+            "t.value, t.changed_by, t.annotation, t.tags, {batch} AS batch_id "
+            "FROM {t} t WHERE {w} ORDER BY t.known_time, t.valid_time, t.change_time").format(
+            kt=_out(sql.SQL("t.known_time"), spec), vt=_out(sql.SQL("t.valid_time"), spec),
+            vte=_out(sql.SQL("t.valid_time_end"), spec), ct=_out(sql.SQL("t.change_time"), spec),
+            batch=batch, t=table, w=where)
+        return query, params
+    if mode is Mode.LATEST:
+        selected = sql.SQL(
+            "SELECT DISTINCT ON (t.valid_time) t.known_time, t.valid_time, t.valid_time_end, t.value "
+            "FROM {t} t WHERE {w} ORDER BY t.valid_time, {rank}").format(t=table, w=where, rank=rank)
+    else:
+        selected = sql.SQL(
+            "SELECT DISTINCT ON (t.known_time, t.valid_time) t.known_time, t.valid_time, t.valid_time_end, t.value "
+            "FROM {t} t WHERE {w} ORDER BY t.known_time, t.valid_time, t.change_time DESC").format(t=table, w=where)
+    known = (sql.SQL("{} AS known_time, ").format(_out(sql.SQL("v.known_time"), spec)) if mode is Mode.VERSIONS
+             else sql.SQL(""))
+    if resample is None:
+        query = sql.SQL("SELECT {known}{vt} AS valid_time, {vte} AS valid_time_end, v.value FROM ({sel}) v").format(
+            known=known, vt=_out(sql.SQL("v.valid_time"), spec), vte=_out(sql.SQL("v.valid_time_end"), spec),
+            sel=selected)
+        return query, params
+    params.update(resample.params())
+    by_known = mode is Mode.VERSIONS
+    query = sql.SQL(
+        "SELECT {known}{start} AS valid_time, {end} AS valid_time_end, {agg} AS value FROM ({sel}) v "
+        "CROSS JOIN LATERAL (SELECT {bucket} AS b) k GROUP BY {group} ORDER BY {group}").format(
+        known=known,
+        start=_out(sql.SQL("k.b"), spec), end=_out(resample.end(sql.SQL("k.b")), spec),
+        agg=sql.SQL(AGGREGATES[resample.agg]), sel=selected, bucket=resample.start(sql.SQL("v.valid_time")),
+        group=sql.SQL("v.known_time, k.b" if by_known else "k.b"))
+    return query, params
+
+
+def build_query(overlapping: bool, spec: ReadSpec) -> tuple[sql.Composed, dict[str, Any]]:
+    """The read of the one series whose id is the parameter `series_id`."""
+    return series_query(overlapping, spec, sql.SQL("%(series_id)s"))
+
+
+def multi_query(spec: ReadSpec) -> tuple[sql.Composed, dict[str, Any]]:
+    """The read of many series in one statement: parameters `ids` and `overlapping` (arrays,
+    in the order of the answer); each row starts with its series_id. Rows come series by
+    series (the nested loop over the array keeps its order) and in each as series_query."""
+    s = sql.SQL("s.id")
+    over, params = series_query(True, spec, s, sql.SQL("s.overlapping"))
+    flat, _ = series_query(False, spec, s, sql.SQL("NOT s.overlapping"))
+    query = sql.SQL(
+        "SELECT s.id AS series_id, x.* FROM unnest(%(ids)s::bigint[], %(overlapping)s::bool[]) AS s(id, overlapping) "
+        "CROSS JOIN LATERAL (({}) UNION ALL ({})) x").format(over, flat)
+    return query, params
