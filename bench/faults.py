@@ -12,7 +12,8 @@ from psycopg import sql
 from bench.data import Points
 from bench.httpclient import Client
 from bench.procstat import PeakRss
-from timedb.db import values_read as read
+from timedb.db import read_query as read
+from timedb.db.values_read import CHUNK_ROWS
 
 if TYPE_CHECKING:
     from bench.run import Bench
@@ -66,7 +67,7 @@ def first_byte(bench: Bench) -> None:
         complete = reply.body.endswith(b',"count":%d}' % expect) or reply.body.startswith(b'{"count":%d,' % expect)
         if reply.status != 200 or not complete:
             raise RuntimeError(f"GET /values{flag} -> {reply.status}: {reply.body[:200]!r}...{reply.body[-60:]!r}")
-        query, params = read.build_query(True, mode, read.Window())
+        query, params = read.build_query(True, read.ReadSpec(mode=mode))
         params["series_id"] = sid
         raw_first, raw_total = _fetch(bench, query, params)
         counted = sql.SQL("SELECT count(*) OVER (), q.* FROM ({}) q").format(query)
@@ -86,7 +87,7 @@ def _fetch(bench: Bench, query: Any, params: dict[str, Any], first_only: bool = 
     t0 = time.perf_counter()
     first = None
     with bench.conn.cursor() as cur:
-        stream = cur.stream(query, params, binary=True, size=read.CHUNK_ROWS)
+        stream = cur.stream(query, params, binary=True, size=CHUNK_ROWS)
         for _ in stream:
             if first is None:
                 first = time.perf_counter() - t0

@@ -39,13 +39,14 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
-from bench import faults, load  # noqa: E402
+from bench import backtest, faults, load  # noqa: E402
 from bench.data import T0, Points, corrections_body, valid_times, values  # noqa: E402
 from bench.httpclient import Client  # noqa: E402
 from bench.procstat import PeakRss, Usage  # noqa: E402
 from timedb.db import corrections as fix  # noqa: E402
-from timedb.db import values_read as read  # noqa: E402
+from timedb.db import read_query as read  # noqa: E402
 from timedb.db.schema import create_tables  # noqa: E402
+from timedb.db.values_read import CHUNK_ROWS  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -58,7 +59,7 @@ COPY_OVL_TYPES = ["int8", "int8", "timestamptz", "timestamptz", "float8", "times
 
 # ----------------------------------------------------------------------------- configuration
 
-SECTIONS = ("series", "inserts", "growth", "reads", "corrections", "memory", "firstbyte")
+SECTIONS = ("series", "inserts", "growth", "reads", "corrections", "memory", "firstbyte", "backtest")
 
 
 @dataclass
@@ -73,6 +74,9 @@ class Config:
     corrections: list[int] = field(default_factory=lambda: [1, 100])
     big_rows: int = 10_000_000  # rows each fact table holds for the growth and correction cases
     memory_body_mb: float = 100.0  # size of the POST /values whose peak memory is measured
+    resample_points: int = 1_000_000  # 15-minute points resampled to hourly means
+    query_series: int = 1_000  # series x points of the POST /values/query case
+    query_points: int = 1_000
     reps: int = 3
     duration: float = 5.0  # seconds per repetition of a request loop (wrk)
     rep_rows: int = 200_000  # rows per repetition when one request is small (python client, raw loops)
@@ -88,7 +92,8 @@ class Config:
     def smoke_config(cls, dsn: str) -> Config:
         return cls(dsn=dsn, insert_sizes=[100, 1_000], read_sizes=[100, 2_000, 5_000], versions_rows=2_000,
                    revisions=3, series=100, clients=4, corrections=[1, 10], big_rows=20_000,
-                   memory_body_mb=2.0, reps=1, duration=1.0, rep_rows=2_000, smoke=True)
+                   memory_body_mb=2.0, resample_points=4_000, query_series=20, query_points=300,
+                   reps=1, duration=1.0, rep_rows=2_000, smoke=True)
 
 
 # ----------------------------------------------------------------------------- results
@@ -178,6 +183,27 @@ class Report:
             r = case.api["median"] / mid.api["median"]
             target(f"growth: {big:,}-point read at >= 90% of the {self.cfg.read_sizes[-2]:,}-point rows/s",
                    r >= 0.90, f"{pct(r)}")
+        case = c.get("read_day_ahead")
+        if case:
+            target("day-ahead latest read: >= 150,000 rows/s and >= 50% of in-database",
+                   case.api["median"] >= 150_000 and (case.ratio or 0) >= 0.50,
+                   f"{fmt(case.api['median'])} rows/s, {pct(case.ratio)} of in-database")
+        case = c.get("resample_hourly")
+        if case:
+            target("resample 15-minute points to hourly means: >= 1,000,000 input rows/s",
+                   case.api["median"] >= 1_000_000, f"{fmt(case.api['median'])} input rows/s")
+        js, arrow = c.get("query_json"), c.get("query_arrow")
+        if js:
+            target("POST /values/query as JSON: >= 250,000 rows/s", js.api["median"] >= 250_000,
+                   f"{fmt(js.api['median'])} rows/s")
+        if arrow and js:
+            r = arrow.api["median"] / js.api["median"]
+            target("POST /values/query as Arrow: >= 700,000 rows/s and >= 2x JSON",
+                   arrow.api["median"] >= 700_000 and r >= 2, f"{fmt(arrow.api['median'])} rows/s, {r:.1f}x JSON")
+        for case in (js, arrow):
+            if case and "rss_growth_mb" in case.extra:
+                growth = max(case.extra["rss_growth_mb"])
+                target(f"{case.name}: peak RSS growth < 100 MB", growth < 100, f"{growth:.1f} MB (worst rep)")
         for kind in ("flat", "overlapping"):
             empty = c.get(f"insert_{kind}_{max(self.cfg.insert_sizes)}")
             grown = c.get(f"growth_insert_{kind}")
@@ -346,6 +372,12 @@ class Bench:
             if raw_rep is not None:
                 raw_rates.append(raw_rep())
         return api_rates, raw_rates
+
+    def add_case(self, key: str, name: str, unit: str, api: list[float], raw: list[float] | None,
+                 raw_name: str | None) -> Case:
+        """Record a case measured with reps() (its CPU usage included)."""
+        return self.report.add(Case(key, name, unit, summary(api), summary(raw) if raw else None, raw_name,
+                                    {"usage": self.usages.get(key, [])}))
 
     def count_rows(self, table: str) -> int:
         row = self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
@@ -558,7 +590,7 @@ class Bench:
     def read_case(self, key: str, name: str, sid: int, expect: int, mode: read.Mode, rss: bool) -> None:
         path = f"/values?series_id={sid}" + ("&versions=true" if mode is read.Mode.VERSIONS else "")
         raw_req = Client.encode("GET", path)
-        query, params = read.build_query(True, mode, read.Window())
+        query, params = read.build_query(True, read.ReadSpec(mode=mode))
         params["series_id"] = sid
         counted = sql.SQL("SELECT count(value) FROM ({}) q").format(query)
         per_rep = max(1, min(50, self.cfg.rep_rows // expect))
@@ -614,7 +646,7 @@ class Bench:
             t0 = time.perf_counter()
             n = 0
             with self.conn.cursor() as cur:
-                for _ in cur.stream(query, params, binary=True, size=read.CHUNK_ROWS):
+                for _ in cur.stream(query, params, binary=True, size=CHUNK_ROWS):
                     n += 1
             self.conn.commit()
             assert n == expect, (n, expect)
@@ -713,6 +745,9 @@ def parse_args(argv: list[str] | None) -> Config:
                    "correction cases (default 10000000)")
     p.add_argument("--memory-body-mb", type=float, help="size of the POST whose peak memory is measured "
                    "(default 100)")
+    p.add_argument("--resample-points", type=int, help="15-minute points of the resample case (default 1000000)")
+    p.add_argument("--query-series", type=int, help="series of the POST /values/query case (default 1000)")
+    p.add_argument("--query-points", type=int, help="points per series of the query case (default 1000)")
     p.add_argument("--reps", type=int, help="repetitions per case (default 3)")
     p.add_argument("--duration", type=float, help="seconds per repetition of a request loop (default 5)")
     p.add_argument("--rep-rows", type=int, help="rows per repetition of small-request cases (default 200000)")
@@ -727,7 +762,8 @@ def parse_args(argv: list[str] | None) -> Config:
     a = p.parse_args(argv)
     cfg = Config.smoke_config(a.dsn) if a.smoke else Config(dsn=a.dsn)
     for name in ("insert_sizes", "read_sizes", "versions_rows", "revisions", "series", "clients", "corrections",
-                 "big_rows", "reps", "duration", "rep_rows", "memory_body_mb"):
+                 "big_rows", "reps", "duration", "rep_rows", "memory_body_mb", "resample_points",
+                 "query_series", "query_points"):
         value = getattr(a, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -762,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.bench_series()
         if "inserts" in only:
             bench.bench_inserts()
-        if only & {"growth", "reads", "corrections", "firstbyte"}:
+        if only & {"growth", "reads", "corrections", "firstbyte", "backtest"}:
             bench.preload()
         if "growth" in only:
             bench.bench_growth()
@@ -776,6 +812,11 @@ def main(argv: list[str] | None = None) -> int:
             faults.first_byte(bench)
         if "corrections" in only:
             bench.bench_corrections()
+        if "backtest" in only:
+            backtest.day_ahead(bench)
+            backtest.resample(bench)
+            bench.restart_server()  # a fresh heap for the RSS of the query case
+            backtest.query_series(bench)
         if "memory" in only:
             bench.restart_server()  # a fresh heap: the growth is the request's own
             faults.memory_post(bench)

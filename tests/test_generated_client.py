@@ -24,7 +24,7 @@ PACKAGE = "timedb_client"
 OPERATIONS = {
     "meta": {"get_api_info", "get_health", "get_readiness"},
     "series": {"create_series", "list_series", "list_labels", "count_series"},
-    "values": {"insert_values", "read_values", "update_records"},
+    "values": {"insert_values", "read_values", "update_records", "query_values"},
 }
 
 
@@ -70,8 +70,8 @@ def test_client_drives_a_real_server(generated, live_server, clean_db):
     get_health = load("api.meta.get_health")
     create_series, list_series, list_labels, count_series = (
         load(f"api.series.{op}") for op in ("create_series", "list_series", "list_labels", "count_series"))
-    insert_values, read_values, update_records = (
-        load(f"api.values.{op}") for op in ("insert_values", "read_values", "update_records"))
+    insert_values, read_values, update_records, query_values = (
+        load(f"api.values.{op}") for op in ("insert_values", "read_values", "update_records", "query_values"))
 
     with load("client").Client(base_url=live_server, raise_on_unexpected_status=True) as client:
         assert get_health.sync(client=client).status == m.HealthStatus.OK
@@ -130,6 +130,18 @@ def test_client_drives_a_real_server(generated, live_server, clean_db):
         assert isinstance(info, m.SeriesInfo)
         assert (info.series_id, info.overlapping, info.retention) == (sid, True, m.Retention.SHORT)
         assert info.labels.to_dict() == {"site": "Gotland", "model": "ecmwf"}
+
+        # many series in one request, with backtesting parameters
+        both = query_values.sync(client=client, body=m.QueryRequest(
+            series=[m.SeriesById(series_id=sid), m.SeriesByName(name="wind_power_measured")],
+            as_of="2025-01-01T00:00:00Z", tz="Europe/Berlin"))
+        assert isinstance(both, m.QueryResponse), both
+        assert [s.series_id for s in both.series] == [sid, info.series_id + 1]
+        assert [(r.series_id, r.valid_time, r.value) for r in both.data] == [
+            (sid, "2025-01-02T01:00:00+01:00", 100.0), (sid, "2025-01-02T02:00:00+01:00", 101.0)]
+        daily = read_values.sync(client=client, series_id=sid, resample="P1D", agg=m.Aggregate.MAX)
+        assert [(r.valid_time, r.valid_time_end, r.value) for r in daily.data] == [
+            ("2025-01-02T00:00:00+00:00", "2025-01-03T00:00:00+00:00", 150.0)]
 
         # errors come back as the spec's Problem model
         missing = read_values.sync(client=client, series_id=sid + 1000)

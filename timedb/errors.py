@@ -78,6 +78,14 @@ class PointNotFound(NotFound):
     type = "/problems/point-not-found"
 
 
+class NotAcceptable(TimedbError):
+    """None of the available media types satisfies the Accept header."""
+
+    status = 406
+    title = "Not Acceptable"
+    type = "/problems/not-acceptable"
+
+
 class Conflict(TimedbError):
     """The request conflicts with stored data."""
 

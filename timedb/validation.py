@@ -23,6 +23,7 @@ from connexion.validators import (
     VALIDATOR_MAP,
     AbstractRequestBodyValidator,
     AbstractResponseBodyValidator,
+    ParameterValidator,
 )
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
@@ -286,6 +287,25 @@ class FastJSONResponseValidator(AbstractResponseBodyValidator):  # type: ignore[
         return send_
 
 
+class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
+    """Connexion's parameter validator, with a one-line message that names the parameter
+    (Connexion's own is the raw jsonschema report: the schema dump, no parameter name)."""
+
+    @staticmethod
+    def validate_parameter(parameter_type: str, value: Any, param: dict[str, Any],
+                           param_name: str | None = None) -> str | None:
+        error = ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
+        if error is None:
+            return None
+        name = param.get("name", param_name)
+        schema = param.get("schema", param)
+        first = error.strip().splitlines()[0]
+        if "does not match" in first:
+            example = schema.get("example") or param.get("example")
+            first = f"{value!r} is not in the expected form" + (f" (e.g. {example})" if example else "")
+        return f"{parameter_type} parameter {name}: {first}"
+
+
 def validator_map(max_body_bytes: int, client_timeout: float) -> dict[str, Any]:
     """Connexion's validator_map with the fast JSON validators (MediaTypeDict, or it is ignored)."""
     body_cls: Callable[..., Any] = type(
@@ -293,4 +313,4 @@ def validator_map(max_body_bytes: int, client_timeout: float) -> dict[str, Any]:
         {"max_body_bytes": max_body_bytes, "client_timeout": client_timeout})
     body = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": body_cls})
     response = MediaTypeDict({**VALIDATOR_MAP["response"], "*/*json": FastJSONResponseValidator})
-    return {"body": body, "response": response}
+    return {"body": body, "response": response, "parameter": NamedParameterValidator}

@@ -104,29 +104,25 @@ class Resample:
         if self.tz == "UTC":  # the fast path: whole seconds since the epoch
             return sql.SQL(
                 "to_timestamp(floor(extract(epoch FROM {})::float8 / %(bucket_s)s) * %(bucket_s)s)").format(ts)
-        # the latest instant <= ts whose local wall time is midnight + k * bucket: floor the wall
-        # time, go back by the same wall-clock distance, and if a DST change lies in between,
-        # let the tz database place the floored wall time
-        floor = sql.SQL(
-            "(date_trunc('day', {l}) + floor(extract(epoch FROM {l} - date_trunc('day', {l})) / %(bucket_s)s)"
-            " * %(bucket_s)s * interval '1 second')").format(l=local)
-        back = sql.SQL("({} - ({} - {}))").format(ts, local, floor)
-        return sql.SQL("CASE WHEN ({b} AT TIME ZONE %(bucket_tz)s) = {f} THEN {b}"
-                       " ELSE {f} AT TIME ZONE %(bucket_tz)s END").format(b=back, f=floor)
+        # fixed-length buckets from the local midnight of ts's local date (elapsed time, so a DST
+        # change inside a day shifts the rest of that day's buckets, and the day's last bucket
+        # ends at the next local midnight)
+        midnight = sql.SQL("(date_trunc('day', {}) AT TIME ZONE %(bucket_tz)s)").format(local)
+        return sql.SQL("({m} + floor(extract(epoch FROM {t} - {m})::float8 / %(bucket_s)s) * %(bucket_s)s"
+                       " * interval '1 second')").format(m=midnight, t=ts)
 
     def end(self, start: sql.Composable) -> sql.Composable:
         """The end of the bucket starting at start (the next bucket's start)."""
         if self.unit != "second":
             step = {"day": "1 day", "week": "7 days", "month": "1 month"}[self.unit]
-            return sql.SQL("((({} AT TIME ZONE %(bucket_tz)s) + interval {}) AT TIME ZONE %(bucket_tz)s)").format(
-                start, sql.Literal(step))
+            return sql.SQL("((date_trunc({}, {} AT TIME ZONE %(bucket_tz)s) + interval {}) AT TIME ZONE %(bucket_tz)s)"
+                           ).format(sql.Literal(self.unit), start, sql.Literal(step))
+        after = sql.SQL("({} + %(bucket_s)s * interval '1 second')").format(start)
         if self.tz == "UTC":
-            return sql.SQL("({} + %(bucket_s)s * interval '1 second')").format(start)
-        # the bucket after: past a DST change back, the wall clock repeats an hour, so a bucket
-        # can be an hour longer than its nominal length
-        nxt = self.start(sql.SQL("({} + %(bucket_s)s * interval '1 second')").format(start))
-        later = self.start(sql.SQL("({} + %(bucket_s)s * interval '1 second' + interval '1 hour')").format(start))
-        return sql.SQL("(CASE WHEN {n} > {s} THEN {n} ELSE {l} END)").format(n=nxt, s=start, l=later)
+            return after
+        next_midnight = sql.SQL("((date_trunc('day', {} AT TIME ZONE %(bucket_tz)s) + interval '1 day')"
+                                " AT TIME ZONE %(bucket_tz)s)").format(start)
+        return sql.SQL("least({}, {})").format(after, next_midnight)
 
     def params(self) -> dict[str, Any]:
         return {"bucket_tz": self.tz, "bucket_s": self.seconds}
@@ -139,13 +135,26 @@ class ReadSpec:
     window: Window = field(default_factory=Window)
     mode: Mode = Mode.LATEST
     resample: Resample | None = None
-    # None: timestamps out as UTC wall times (printed with +00:00); else as instants in this
-    # zone (the session's TimeZone), printed with its offset
+    # None: timestamps out as UTC wall times (printed with +00:00); else in this zone (the
+    # session's TimeZone): as ISO 8601 text with its offset, or as instants for a projection
+    # of their own (COPY formats)
     out_tz: str | None = None
+    instants: bool = False
+
+
+# ISO 8601 with the session TimeZone's offset, like Python's isoformat: the fraction only when
+# not zero, and the seconds of an offset (local mean times before 1900: Berlin +00:53:28),
+# which TZH:TZM drops, when there are any, so the text names the right instant
+ISO_ZONED = ("replace(to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM'), '.000000', '')"
+             " || CASE extract(second FROM {c}::timestamp - ({c} AT TIME ZONE 'UTC')) WHEN 0 THEN ''"
+             " ELSE ':' || to_char(abs(extract(second FROM {c}::timestamp - ({c} AT TIME ZONE 'UTC'))), 'FM00')"
+             " END")
 
 
 def _out(expr: sql.Composable, spec: ReadSpec) -> sql.Composable:
-    return expr if spec.out_tz else sql.SQL("({} AT TIME ZONE 'UTC')").format(expr)
+    if spec.out_tz is None:
+        return sql.SQL("({} AT TIME ZONE 'UTC')").format(expr)
+    return expr if spec.instants else sql.SQL("(" + ISO_ZONED + ")").format(c=expr)
 
 
 def series_query(overlapping: bool, spec: ReadSpec, series: sql.Composable,

@@ -4,6 +4,7 @@ streamed), with `series` first in multi-series reads."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import orjson
@@ -16,30 +17,31 @@ _NAIVE_UTC = orjson.OPT_NAIVE_UTC  # UTC wall times from the query: print them w
 
 Rows = Sequence[tuple[Any, ...]]
 Records = Callable[[Rows], bytes]
+Dicts = Callable[[Rows], list[dict[str, Any]]]
 
 
-def _latest(rows: Rows) -> bytes:
-    return _DUMP([{"valid_time": vt, "value": v} if vte is None
-                  else {"valid_time": vt, "valid_time_end": vte, "value": v}
-                  for vt, vte, v in rows], option=_NAIVE_UTC)[1:-1]
+def _latest(rows: Rows) -> list[dict[str, Any]]:
+    return [{"valid_time": vt, "value": v} if vte is None
+            else {"valid_time": vt, "valid_time_end": vte, "value": v}
+            for vt, vte, v in rows]
 
 
-def _latest_many(rows: Rows) -> bytes:
-    return _DUMP([{"series_id": s, "valid_time": vt, "value": v} if vte is None
-                  else {"series_id": s, "valid_time": vt, "valid_time_end": vte, "value": v}
-                  for s, vt, vte, v in rows], option=_NAIVE_UTC)[1:-1]
+def _latest_many(rows: Rows) -> list[dict[str, Any]]:
+    return [{"series_id": s, "valid_time": vt, "value": v} if vte is None
+            else {"series_id": s, "valid_time": vt, "valid_time_end": vte, "value": v}
+            for s, vt, vte, v in rows]
 
 
-def _versions(rows: Rows) -> bytes:
-    return _DUMP([{"known_time": kt, "valid_time": vt, "value": v} if vte is None
-                  else {"known_time": kt, "valid_time": vt, "valid_time_end": vte, "value": v}
-                  for kt, vt, vte, v in rows], option=_NAIVE_UTC)[1:-1]
+def _versions(rows: Rows) -> list[dict[str, Any]]:
+    return [{"known_time": kt, "valid_time": vt, "value": v} if vte is None
+            else {"known_time": kt, "valid_time": vt, "valid_time_end": vte, "value": v}
+            for kt, vt, vte, v in rows]
 
 
-def _versions_many(rows: Rows) -> bytes:
-    return _DUMP([{"series_id": s, "known_time": kt, "valid_time": vt, "value": v} if vte is None
-                  else {"series_id": s, "known_time": kt, "valid_time": vt, "valid_time_end": vte, "value": v}
-                  for s, kt, vt, vte, v in rows], option=_NAIVE_UTC)[1:-1]
+def _versions_many(rows: Rows) -> list[dict[str, Any]]:
+    return [{"series_id": s, "known_time": kt, "valid_time": vt, "value": v} if vte is None
+            else {"series_id": s, "known_time": kt, "valid_time": vt, "valid_time_end": vte, "value": v}
+            for s, kt, vt, vte, v in rows]
 
 
 def _audit_record(kt: Any, vt: Any, vte: Any, ct: Any, v: Any, by: Any, ann: Any, tags: Any,
@@ -51,19 +53,36 @@ def _audit_record(kt: Any, vt: Any, vte: Any, ct: Any, v: Any, by: Any, ann: Any
     return rec
 
 
-def _audit(rows: Rows) -> bytes:
-    return _DUMP([_audit_record(*row) for row in rows], option=_NAIVE_UTC)[1:-1]
+def _audit(rows: Rows) -> list[dict[str, Any]]:
+    return [_audit_record(*row) for row in rows]
 
 
-def _audit_many(rows: Rows) -> bytes:
-    return _DUMP([{"series_id": row[0], **_audit_record(*row[1:])} for row in rows], option=_NAIVE_UTC)[1:-1]
+def _audit_many(rows: Rows) -> list[dict[str, Any]]:
+    return [{"series_id": row[0], **_audit_record(*row[1:])} for row in rows]
 
 
-# rows -> the records, comma-separated, without the enclosing brackets; by (mode, many series)
-RECORDS: dict[tuple[Mode, bool], Records] = {
+# rows -> their records (the JSON answer's `data` items; NDJSON's lines); by (mode, many series)
+DICTS: dict[tuple[Mode, bool], Dicts] = {
     (Mode.LATEST, False): _latest, (Mode.VERSIONS, False): _versions, (Mode.AUDIT, False): _audit,
     (Mode.LATEST, True): _latest_many, (Mode.VERSIONS, True): _versions_many, (Mode.AUDIT, True): _audit_many,
 }
+
+
+# value -> JSON bytes as every values answer writes them (naive timestamps are UTC)
+dump: Callable[[Any], bytes] = partial(_DUMP, option=_NAIVE_UTC)
+
+
+def _records(dicts: Dicts) -> Records:
+    """rows -> the records, comma-separated, without the enclosing brackets"""
+    return lambda rows: _DUMP(dicts(rows), option=_NAIVE_UTC)[1:-1]
+
+
+RECORDS: dict[tuple[Mode, bool], Records] = {key: _records(dicts) for key, dicts in DICTS.items()}
+
+
+def series_list(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `series` member of a multi-series answer."""
+    return [{k: s[k] for k in ("series_id", "name", "labels", "unit")} for s in series]
 
 
 class JsonBody:
@@ -75,8 +94,7 @@ class JsonBody:
     def __init__(self, stream: RowStream, mode: Mode, series: list[dict[str, Any]] | None = None) -> None:
         self.stream = stream
         self.records = RECORDS[(mode, series is not None)]
-        self.series = b"" if series is None else b'"series":%s,' % _DUMP(
-            [{k: s[k] for k in ("series_id", "name", "labels", "unit")} for s in series])
+        self.series = b"" if series is None else b'"series":%s,' % _DUMP(series_list(series))
         self.count = 0
         self.done = False
 

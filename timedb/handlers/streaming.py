@@ -54,6 +54,7 @@ class StreamedBody(StreamingResponse):
         self.body_parts = body
         self.head = head
         self.client_timeout = client_timeout or None
+        self.sent_all = False  # every part is out: a disconnect now is the end of the exchange
 
     async def _send(self, send: Send, message: Message) -> None:
         try:
@@ -68,6 +69,7 @@ class StreamedBody(StreamingResponse):
         await self._send(send, {"type": "http.response.body", "body": self.head, "more_body": True})
         while (part := await anyio.to_thread.run_sync(self.body_parts.next)) is not None:
             await self._send(send, {"type": "http.response.body", "body": part, "more_body": True})
+        self.sent_all = True
         await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,7 +80,10 @@ class StreamedBody(StreamingResponse):
                 async def stop_when_gone() -> None:
                     while (await receive())["type"] != "http.disconnect":
                         pass
-                    log.info("%s: the client went away after %d rows; query stopped", where, self.body_parts.count)
+                    # (the server reports a disconnect as soon as the response is complete)
+                    if not self.sent_all:
+                        log.info("%s: the client went away after %d rows; query stopped", where,
+                                 self.body_parts.count)
                     group.cancel_scope.cancel()
 
                 group.start_soon(stop_when_gone)

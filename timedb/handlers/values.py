@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from connexion import request
 from starlette.responses import Response
 
 from timedb.db import corrections as fix
 from timedb.db import values_write as write
 from timedb.db.locks import lock_series
 from timedb.db.pool import Connection
-from timedb.db.read_query import Mode
+from timedb.db.read_query import Mode, ReadSpec
 from timedb.db.series import SeriesFilter, get_by_ids, resolve_one
-from timedb.db.values_read import RowStream, many_series, one_series
+from timedb.db.values_copy import CopyStream, Printed
+from timedb.db.values_read import Plan, RowStream, many_series, one_series
 from timedb.errors import InvalidInput, SeriesNotFound
+from timedb.formats import Body
+from timedb.formats.arrow import ArrowBody
+from timedb.formats.csv import CsvBody
 from timedb.formats.json import JsonBody
+from timedb.formats.ndjson import NdjsonBody
+from timedb.formats.negotiate import negotiate
 from timedb.handlers.context import body, parse_labels, pool
 from timedb.handlers.idempotent import respond_once
 from timedb.handlers.read_params import read_spec, spec_args
@@ -57,31 +65,58 @@ def insert_values() -> Response:
 
 
 def read_values(name: str | None = None, labels: str | None = None, series_id: int | None = None,
-                versions: bool = False, include_updates: bool = False, **params: Any) -> Response:
+                versions: bool = False, include_updates: bool = False, format: str | None = None,
+                **params: Any) -> Response:
     """Read one series: latest values, every version, or the full audit trail."""
     flt = SeriesFilter(name=name, series_id=series_id, labels=parse_labels(labels))
     mode = Mode.AUDIT if include_updates else Mode.VERSIONS if versions else Mode.LATEST
-    spec = read_spec(mode, **params)
+    fmt = negotiate(format, request.headers.get("accept"))
+    spec = _for_format(fmt, read_spec(mode, **params))
     # opening resolves the series: lookup errors become problem responses here
-    stream = RowStream(pool(), one_series(flt, spec), spec.out_tz)
-    return respond(JsonBody(stream, mode))
+    return respond(_open(fmt, one_series(flt, spec), spec))
 
 
 MAX_SERIES = 10_000
 
 
-def query_values() -> Response:
+def query_values(format: str | None = None) -> Response:
     """Read many series in one request (POST /values/query)."""
     req = body()
     mode = Mode(req.get("mode", "latest"))
-    spec = read_spec(mode, **spec_args(req))
+    fmt = negotiate(format, request.headers.get("accept"))
+    spec = _for_format(fmt, read_spec(mode, **spec_args(req)))
     flt = req.get("filter")
+    if (flt is None) == (req.get("series") is None):
+        raise InvalidInput("Give either 'series' (a list of series) or 'filter' (name, unit, labels), not both.")
     found: list[dict[str, Any]] = []
     plan = many_series(req.get("series"), flt and SeriesFilter(name=flt.get("name"), unit=flt.get("unit"),
                                                                 labels=flt.get("labels") or None),
                        spec, MAX_SERIES, found)
-    stream = RowStream(pool(), plan, spec.out_tz)
-    return respond(JsonBody(stream, mode, found))
+    return respond(_open(fmt, plan, spec, found))
+
+
+def _for_format(fmt: str, spec: ReadSpec) -> ReadSpec:
+    """The COPY formats print timestamps themselves: they take instants, not text."""
+    return replace(spec, instants=True) if fmt in COPY_FORMATS else spec
+
+
+COPY_FORMATS = ("csv", "arrow")
+
+
+def _open(fmt: str, plan: Plan, spec: ReadSpec, series: list[dict[str, Any]] | None = None) -> Body:
+    """Start the read (rows for JSON and NDJSON, COPY output for CSV and Arrow) and its body
+    in format fmt; series: the list a multi-series plan fills when it runs."""
+    many = series is not None
+    if fmt in COPY_FORMATS:
+        copy = CopyStream(pool(), plan, spec.mode, many=many, out_tz=spec.out_tz,
+                          printed=Printed.TEXT if fmt == "csv" else Printed.TYPED)
+        try:
+            return CsvBody(copy) if fmt == "csv" else ArrowBody(copy, spec.mode, spec.out_tz, series)
+        except BaseException:
+            copy.close()
+            raise
+    rows = RowStream(pool(), plan, spec.out_tz)
+    return JsonBody(rows, spec.mode, series) if fmt == "json" else NdjsonBody(rows, spec.mode, series)
 
 
 def _canonical(item: dict[str, Any]) -> dict[str, Any]:
