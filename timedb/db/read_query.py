@@ -143,10 +143,12 @@ class ReadSpec:
 
 
 # ISO 8601 with the session TimeZone's offset, like Python's isoformat: the fraction only when
-# not zero, and the seconds of an offset (local mean times before 1900: Berlin +00:53:28),
-# which TZH:TZM drops, when there are any, so the text names the right instant
+# not zero, and the seconds of an offset when it has any, which TZH:TZM drops (local mean times:
+# Berlin +00:53:28 before 1893; the last such offset, Monrovia's -00:44:30, ended in 1972), so
+# the text names the right instant; later instants skip that check
 ISO_ZONED = ("replace(to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM'), '.000000', '')"
-             " || CASE extract(second FROM {c}::timestamp - ({c} AT TIME ZONE 'UTC')) WHEN 0 THEN ''"
+             " || CASE WHEN {c} >= '1973-01-01 00:00:00+00' THEN ''"
+             " WHEN extract(second FROM {c}::timestamp - ({c} AT TIME ZONE 'UTC')) = 0 THEN ''"
              " ELSE ':' || to_char(abs(extract(second FROM {c}::timestamp - ({c} AT TIME ZONE 'UTC'))), 'FM00')"
              " END")
 
