@@ -6,6 +6,7 @@ See contract-tests/README.md.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,6 +22,19 @@ config = schemathesis.Config.from_path(HERE / "schemathesis.toml")
 if DEEP:
     config.projects.default.generation.update(max_examples=DEEP, deterministic=False)
 schema = schemathesis.openapi.from_path(SPEC, config=config)
+
+
+@schemathesis.serializer("application/x-ndjson", "application/vnd.apache.arrow.stream")
+def text_or_bytes(ctx, value):
+    """NDJSON and Arrow request bodies (POST /values/bulk): bytes as they are, text as UTF-8
+    (lone surrogates kept: invalid UTF-8 is a case too), anything else as JSON text."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return json.dumps(value).encode()
+
+
 schema.hook("map_case")(steer_to_seed)
 schema.hook("filter_failure")(refused_by_documented_rule)
 

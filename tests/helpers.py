@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import httpx
 
 PROBLEM = "application/problem+json"
 
@@ -50,3 +55,21 @@ def read(client: Any, **params: Any) -> list[dict[str, Any]]:
     body = resp.json()
     assert body["count"] == len(body["data"])
     return body["data"]
+
+
+def parallel(base_url: str, calls: list[Callable[[httpx.Client], httpx.Response]]) -> list[httpx.Response]:
+    """Run each call on its own connection to a live server, all released at once."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[httpx.Client], httpx.Response]) -> httpx.Response:
+        with httpx.Client(base_url=base_url, timeout=120) as c:
+            barrier.wait(timeout=30)
+            return call(c)
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as executor:
+        return list(executor.map(run, calls))
+
+
+def posts(base_url: str, path: str, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
+    """POST every body to path at once (parallel)."""
+    return parallel(base_url, [lambda c, b=b: c.post(path, json=b) for b in bodies])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -131,14 +132,25 @@ class AllowHeader:
         self.app = app
         spec = yaml.safe_load(spec_path().read_text(encoding="utf-8"))
         self.allowed: dict[str, bytes] = {}
+        self.templated: list[tuple[re.Pattern[str], bytes]] = []  # /series/{series_id}
         for path, item in spec["paths"].items():
             methods = {m.upper() for m in item if m in HTTP_METHODS}
             if "GET" in methods:
                 methods.add("HEAD")
-            self.allowed[path] = ", ".join(sorted(methods)).encode()
+            allow = ", ".join(sorted(methods)).encode()
+            if "{" in path:
+                pattern = "[^/]+".join(re.escape(part) for part in re.split(r"\{[^}/]+\}", path))
+                self.templated.append((re.compile(pattern), allow))
+            else:
+                self.allowed[path] = allow
+
+    def _allow(self, path: str) -> bytes | None:
+        if path in self.allowed:
+            return self.allowed[path]
+        return next((allow for pattern, allow in self.templated if pattern.fullmatch(path)), None)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        allow = self.allowed.get(scope.get("path", "")) if scope["type"] == "http" else None
+        allow = self._allow(scope.get("path", "")) if scope["type"] == "http" else None
         if allow is None:
             await self.app(scope, receive, send)
             return

@@ -100,6 +100,12 @@ class SeriesConflict(Conflict):
     type = "/problems/series-conflict"
 
 
+class ImmutableField(Conflict):
+    """A field that cannot change after the series was created was given another value."""
+
+    type = "/problems/immutable-field"
+
+
 class VersionConflict(Conflict):
     """A version for this valid_time and known_time is already stored."""
 
@@ -174,3 +180,9 @@ class IdempotencyKeyReused(Unprocessable):
     """This Idempotency-Key was already used for a different request."""
 
     type = "/problems/idempotency-key-reused"
+
+
+def items_detail(errors: list[dict[str, Any]], total: int, what: str) -> str:
+    """The detail of a problem about items of a request: how many, and the first one."""
+    return (f"{what}: {len(errors)} of {total}; nothing was created (each one is listed in "
+            f"errors). The first: {errors[0]['message']}")

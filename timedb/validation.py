@@ -28,8 +28,10 @@ from connexion.validators import (
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from timedb.errors import PayloadTooLarge, RequestTimeout, Unprocessable
-from timedb.points import Points, non_finite
+from timedb.bulk_formats import MEDIA_TYPES as RAW_MEDIA_TYPES
+from timedb.bulk_formats import RawBody
+from timedb.errors import InvalidInput, PayloadTooLarge, RequestTimeout, Unprocessable
+from timedb.points import SLICED, non_finite
 
 # where the validator leaves the parsed body and the Idempotency-Key fingerprint in the scope
 BODY_KEY = "timedb_body"
@@ -206,7 +208,7 @@ class FastJSONBodyValidator(AbstractRequestBodyValidator):  # type: ignore[misc]
         body: dict[str, Any] = {}
         for name, value in members.items():
             if name == self._sliced:
-                body[name] = Points(memoryview(value))
+                body[name] = SLICED[name](memoryview(value))
                 continue
             try:
                 body[name] = orjson.loads(memoryview(value))
@@ -247,6 +249,30 @@ def _orjson_or_error(raw: bytearray) -> Any:
 # a JSON object's members, each kept as its raw text (zero-copy views into the body)
 _MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _OBJECT_START = re.compile(rb"\s*\{")
+
+
+class RawBodyValidator(FastJSONBodyValidator):
+    """Bodies of other media types (NDJSON, CSV, Arrow): read once, with the JSON bodies'
+    size limit and client timeout, and left in the scope as bytes (`RawBody`) for the handler,
+    which parses them (in its worker thread, not on the event loop)."""
+
+    media_type = "application/octet-stream"
+
+    async def _read(self, receive: Receive, scope: Scope) -> bytearray:
+        raw = await super()._read(receive, scope)
+        state = scope.get("state", {})
+        if FINGERPRINT_KEY in state:  # these bodies take their metadata as query parameters
+            state[FINGERPRINT_KEY] = hashlib.sha256(
+                self.media_type.encode() + b"?" + scope.get("query_string", b"") + b"\n" + state[FINGERPRINT_KEY]
+            ).digest()
+        return raw
+
+    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
+        raw = await self._read(receive, scope)
+        if not raw or raw.isspace():
+            raise InvalidInput("The request body must not be empty: it holds the rows.")
+        scope.setdefault("state", {})[BODY_KEY] = RawBody(self.media_type, raw)
+        return self._insert_messages(receive, messages=[{"type": "http.request", "body": b""}]), scope
 
 
 class FastJSONResponseValidator(AbstractResponseBodyValidator):  # type: ignore[misc]
@@ -311,6 +337,10 @@ def validator_map(max_body_bytes: int, client_timeout: float) -> dict[str, Any]:
     body_cls: Callable[..., Any] = type(
         "FastJSONBodyValidator", (FastJSONBodyValidator,),
         {"max_body_bytes": max_body_bytes, "client_timeout": client_timeout})
-    body = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": body_cls})
+    limits = {"max_body_bytes": max_body_bytes, "client_timeout": client_timeout}
+    # exact media types: more specific than */*json, which would parse NDJSON as JSON
+    raw = {media_type: type("RawBodyValidator", (RawBodyValidator,), {**limits, "media_type": media_type})
+           for media_type in RAW_MEDIA_TYPES}
+    body = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": body_cls, **raw})
     response = MediaTypeDict({**VALIDATOR_MAP["response"], "*/*json": FastJSONResponseValidator})
     return {"body": body, "response": response, "parameter": NamedParameterValidator}

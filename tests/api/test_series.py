@@ -5,14 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers import assert_problem, make_series
+from tests.helpers import assert_problem, make_series, posts
 
 LABELS_DETAIL = "labels must be a valid JSON object (e.g. '{\"site\":\"Gotland\"}')"
 KEYS = {"series_id", "name", "description", "unit", "labels", "overlapping", "retention"}
@@ -212,23 +210,11 @@ def test_nul_characters_are_a_client_error(client, body):
 # ------------------------------------------------------------- concurrency (live)
 
 
-def _parallel_posts(base_url: str, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
-    barrier = threading.Barrier(len(bodies))
-
-    def post(body: dict[str, Any]) -> httpx.Response:
-        with httpx.Client(base_url=base_url, timeout=60) as c:
-            barrier.wait(timeout=30)
-            return c.post("/series", json=body)
-
-    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
-        return list(pool.map(post, bodies))
-
-
 @pytest.mark.parametrize("attempt", range(3))
 def test_parallel_creates_of_the_same_series_are_atomic(live, live_server, attempt):
     body = {"name": f"race{attempt}", "unit": "MW", "labels": {"site": "A", "n": str(attempt)},
             "overlapping": True, "retention": "short"}
-    responses = _parallel_posts(live_server, [body] * 24)
+    responses = posts(live_server, "/series", [body] * 24)
     assert all(r.status_code == 200 for r in responses), [(r.status_code, r.text) for r in responses]
     bodies = [r.json() for r in responses]
     assert len({b["series_id"] for b in bodies}) == 1
@@ -238,7 +224,7 @@ def test_parallel_creates_of_the_same_series_are_atomic(live, live_server, attem
 
 def test_parallel_conflicting_creates_give_one_series_and_409s(live, live_server):
     bodies = [{"name": "race", "unit": "MW" if i % 2 else "KW"} for i in range(24)]
-    responses = _parallel_posts(live_server, bodies)
+    responses = posts(live_server, "/series", bodies)
     assert {r.status_code for r in responses} <= {200, 409}, [r.text for r in responses]
     ok = [r.json() for r in responses if r.status_code == 200]
     assert sum(b["created"] for b in ok) == 1
@@ -252,7 +238,7 @@ def test_parallel_conflicting_creates_give_one_series_and_409s(live, live_server
 
 def test_parallel_creates_of_different_series_all_succeed(live, live_server):
     bodies = [{"name": f"s{i:02d}", "labels": {"i": str(i)}} for i in range(24)]
-    responses = _parallel_posts(live_server, bodies)
+    responses = posts(live_server, "/series", bodies)
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
     assert all(r.json()["created"] is True for r in responses)
     assert len({r.json()["series_id"] for r in responses}) == 24

@@ -22,7 +22,7 @@ DATA_POINT = SPEC["components"]["schemas"]["DataPoint"]
 def decode(data: object) -> pts.Points:
     """Points of a data array (JSON-encoded unless bytes), validated."""
     raw = json.dumps(data).encode() if not isinstance(data, bytes) else data
-    points = pts.Points(memoryview(raw))
+    points = pts.points(memoryview(raw))
     points.validate()
     return points
 

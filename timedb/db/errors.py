@@ -47,6 +47,8 @@ def translated() -> Iterator[None]:
         raise errors.Unprocessable(CHECK_MESSAGES.get(constraint, "A value is out of range.")) from exc
     except pg.DataError as exc:
         raise errors.Unprocessable("A value is out of range for the database.") from exc
+    except pg.ProgramLimitExceeded as exc:  # e.g. a name and labels too large for the index
+        raise errors.Unprocessable("A value is too large for the database (e.g. name and labels together).") from exc
     # OperationalError subclasses first: they are answers of a reachable database
     except pg.LockNotAvailable as exc:
         raise errors.LockTimeout(

@@ -140,6 +140,8 @@ class ReadSpec:
     # of their own (COPY formats)
     out_tz: str | None = None
     instants: bool = False
+    # values converted to this unit (from each series' own; the plan finds the factors)
+    unit: str | None = None
 
 
 # ISO 8601 with the session TimeZone's offset, like Python's isoformat: the fraction only when
@@ -160,7 +162,8 @@ def _out(expr: sql.Composable, spec: ReadSpec) -> sql.Composable:
 
 
 def series_query(overlapping: bool, spec: ReadSpec, series: sql.Composable,
-                 guard: sql.Composable | None = None) -> tuple[sql.Composed, dict[str, Any]]:
+                 guard: sql.Composable | None = None,
+                 convert: tuple[sql.Composable, sql.Composable] | None = None) -> tuple[sql.Composed, dict[str, Any]]:
     """The read of one series (its id: the SQL `series`), ordered by valid_time (known_time
     first for versions and audit reads). Columns, by these names: latest (valid_time,
     valid_time_end, value); versions (known_time, valid_time, valid_time_end, value); audit
@@ -173,24 +176,27 @@ def series_query(overlapping: bool, spec: ReadSpec, series: sql.Composable,
     # overlapping: the newest forecast wins, then its newest correction; flat: the newest write
     rank = sql.SQL("t.known_time DESC, t.change_time DESC" if overlapping else "t.change_time DESC")
     mode, resample = spec.mode, spec.resample
+    # a unit conversion applies to the stored values, before any aggregation
+    value = (sql.SQL("(t.value * {} + {})").format(*convert) if convert is not None else sql.SQL("t.value"))
     if mode is Mode.AUDIT:
         batch = sql.SQL("t.batch_id" if overlapping else "NULL::bigint")
         query = sql.SQL(
             "SELECT {kt} AS known_time, {vt} AS valid_time, {vte} AS valid_time_end, {ct} AS change_time, "
-            "t.value, t.changed_by, t.annotation, t.tags, {batch} AS batch_id "
-            "FROM {t} t WHERE {w} ORDER BY t.known_time, t.valid_time, t.change_time").format(
+            "{value} AS value, t.changed_by, t.annotation, t.tags, {batch} AS batch_id "
+            "FROM {t} t WHERE {w} ORDER BY t.known_time, t.valid_time, t.change_time").format(value=value,
             kt=_out(sql.SQL("t.known_time"), spec), vt=_out(sql.SQL("t.valid_time"), spec),
             vte=_out(sql.SQL("t.valid_time_end"), spec), ct=_out(sql.SQL("t.change_time"), spec),
             batch=batch, t=table, w=where)
         return query, params
     if mode is Mode.LATEST:
         selected = sql.SQL(
-            "SELECT DISTINCT ON (t.valid_time) t.known_time, t.valid_time, t.valid_time_end, t.value "
-            "FROM {t} t WHERE {w} ORDER BY t.valid_time, {rank}").format(t=table, w=where, rank=rank)
+            "SELECT DISTINCT ON (t.valid_time) t.known_time, t.valid_time, t.valid_time_end, {value} AS value "
+            "FROM {t} t WHERE {w} ORDER BY t.valid_time, {rank}").format(t=table, w=where, rank=rank, value=value)
     else:
         selected = sql.SQL(
-            "SELECT DISTINCT ON (t.known_time, t.valid_time) t.known_time, t.valid_time, t.valid_time_end, t.value "
-            "FROM {t} t WHERE {w} ORDER BY t.known_time, t.valid_time, t.change_time DESC").format(t=table, w=where)
+            "SELECT DISTINCT ON (t.known_time, t.valid_time) t.known_time, t.valid_time, t.valid_time_end, "
+            "{value} AS value FROM {t} t WHERE {w} ORDER BY t.known_time, t.valid_time, t.change_time DESC").format(
+            t=table, w=where, value=value)
     known = (sql.SQL("{} AS known_time, ").format(_out(sql.SQL("v.known_time"), spec)) if mode is Mode.VERSIONS
              else sql.SQL(""))
     if resample is None:
@@ -211,18 +217,24 @@ def series_query(overlapping: bool, spec: ReadSpec, series: sql.Composable,
 
 
 def build_query(overlapping: bool, spec: ReadSpec) -> tuple[sql.Composed, dict[str, Any]]:
-    """The read of the one series whose id is the parameter `series_id`."""
-    return series_query(overlapping, spec, sql.SQL("%(series_id)s"))
+    """The read of the one series whose id is the parameter `series_id` (with spec.unit, its
+    values times %(unit_scale)s plus %(unit_offset)s)."""
+    convert = (sql.SQL("%(unit_scale)s"), sql.SQL("%(unit_offset)s")) if spec.unit is not None else None
+    return series_query(overlapping, spec, sql.SQL("%(series_id)s"), convert=convert)
 
 
 def multi_query(spec: ReadSpec) -> tuple[sql.Composed, dict[str, Any]]:
     """The read of many series in one statement: parameters `ids` and `overlapping` (arrays,
-    in the order of the answer); each row starts with its series_id. Rows come series by
-    series (the nested loop over the array keeps its order) and in each as series_query."""
+    in the order of the answer; with spec.unit also `scales` and `offsets`); each row starts
+    with its series_id. Rows come series by series (the nested loop over the array keeps its
+    order) and in each as series_query."""
     s = sql.SQL("s.id")
-    over, params = series_query(True, spec, s, sql.SQL("s.overlapping"))
-    flat, _ = series_query(False, spec, s, sql.SQL("NOT s.overlapping"))
-    query = sql.SQL(
-        "SELECT s.id AS series_id, x.* FROM unnest(%(ids)s::bigint[], %(overlapping)s::bool[]) AS s(id, overlapping) "
-        "CROSS JOIN LATERAL (({}) UNION ALL ({})) x").format(over, flat)
+    convert = (sql.SQL("s.scale"), sql.SQL("s.off")) if spec.unit is not None else None
+    over, params = series_query(True, spec, s, sql.SQL("s.overlapping"), convert)
+    flat, _ = series_query(False, spec, s, sql.SQL("NOT s.overlapping"), convert)
+    arrays = ("unnest(%(ids)s::bigint[], %(overlapping)s::bool[], %(scales)s::float8[], %(offsets)s::float8[]) "
+              "AS s(id, overlapping, scale, off)" if convert is not None
+              else "unnest(%(ids)s::bigint[], %(overlapping)s::bool[]) AS s(id, overlapping)")
+    query = sql.SQL("SELECT s.id AS series_id, x.* FROM {} CROSS JOIN LATERAL (({}) UNION ALL ({})) x").format(
+        sql.SQL(arrays), over, flat)
     return query, params

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import psycopg
+from psycopg import errors as pg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from timedb.errors import (
     AmbiguousSeries,
+    ImmutableField,
     InvalidInput,
     PayloadTooLarge,
     SeriesConflict,
     SeriesNotFound,
     Unprocessable,
+    items_detail,
 )
 
 COLUMN_NAMES = ("series_id", "name", "description", "unit", "labels", "overlapping", "retention")
@@ -165,6 +170,86 @@ def get_by_ids(conn: psycopg.Connection, ids: list[int]) -> dict[int, dict[str, 
     return {r["series_id"]: r for r in rows}
 
 
+def get_series(conn: psycopg.Connection, series_id: int) -> dict[str, Any]:
+    """One series by id: 404 when there is none."""
+    row = get_by_ids(conn, [series_id]).get(series_id)
+    if row is None:
+        raise SeriesNotFound(f"No series has series_id={series_id}.")
+    return row
+
+
+@contextmanager
+def identity_fits() -> Iterator[None]:
+    """A 422, not a 503, when a (name, labels) pair is too large for the series_identity index."""
+    try:
+        yield
+    except pg.ProgramLimitExceeded as exc:
+        raise Unprocessable(
+            "The name and labels of a series are too long together: the database indexes them in "
+            "at most about 2,700 bytes (after compression). Use a shorter name or fewer, shorter labels."
+        ) from exc
+
+
+IMMUTABLE = ("series_id", "name", "unit", "overlapping", "retention")
+
+
+def merge_patch(series: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """The series with a JSON merge patch (RFC 7396) applied to its description and labels;
+    ImmutableField when the patch gives another value to a field that cannot change."""
+    differ = []
+    for field in IMMUTABLE:
+        if field in patch:
+            value = patch[field].strip() if field in ("name", "unit") else patch[field]
+            if value != series[field]:
+                differ.append(field)
+    if differ:
+        given = ", ".join(f"{k}={patch[k]!r}" for k in differ)
+        stored = ", ".join(f"{k}={series[k]!r}" for k in differ)
+        raise ImmutableField(f"{', '.join(differ)} cannot change: series {series['series_id']} has "
+                             f"{stored}, the patch gives {given}.")
+    merged = dict(series)
+    if "description" in patch:
+        merged["description"] = (patch["description"] or "").strip() or None
+    if "labels" in patch:
+        labels = {} if patch["labels"] is None else dict(series["labels"])
+        for key, value in (patch["labels"] or {}).items():
+            if value is None:
+                labels.pop(key, None)
+            else:
+                labels[key] = value
+        merged["labels"] = labels
+    return merged
+
+
+def update_series(conn: psycopg.Connection, series_id: int, patch: dict[str, Any]) -> dict[str, Any]:
+    """Apply a merge patch to one series (locked while it changes); the series afterwards.
+    SeriesConflict when its new (name, labels) belong to another series."""
+    series = conn.cursor(row_factory=dict_row).execute(
+        sql.SQL("SELECT {} FROM series_table WHERE series_id = %s FOR UPDATE").format(COLUMNS), (series_id,)
+    ).fetchone()
+    if series is None:
+        raise SeriesNotFound(f"No series has series_id={series_id}.")
+    merged = merge_patch(series, patch)
+    if merged == series:
+        return series
+    try:
+        with conn.transaction(), identity_fits():  # a savepoint: after a clash the other series can be read
+            conn.execute(
+                "UPDATE series_table SET labels = %(labels)s, description = %(description)s "
+                "WHERE series_id = %(series_id)s",
+                {"labels": Jsonb(merged["labels"]), "description": merged["description"], "series_id": series_id})
+    except pg.UniqueViolation as exc:
+        if exc.diag.constraint_name != "series_identity":
+            raise
+        row = conn.execute("SELECT series_id FROM series_table WHERE name = %(name)s AND labels = %(labels)s",
+                           {"name": merged["name"], "labels": Jsonb(merged["labels"])}).fetchone()
+        other = f" (series_id={row[0]})" if row else ""
+        raise SeriesConflict(
+            f"Another series{other} already has name {merged['name']!r} with labels {merged['labels']}.",
+            **({"series_id": row[0]} if row else {})) from None
+    return merged
+
+
 def _label(series: dict[str, Any]) -> str:
     labels = ", ".join(f"{k}={v}" for k, v in sorted(series["labels"].items()))
     return f"{series['name']} (series_id={series['series_id']}{', ' + labels if labels else ''})"
@@ -236,3 +321,109 @@ def _describe(item: dict[str, Any]) -> str:
 
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
+
+
+# ------------------------------------------------------------------ many series at once
+
+
+@dataclass(frozen=True)
+class NewSeries:
+    """One series to get or create, already trimmed and checked."""
+
+    name: str
+    unit: str
+    labels: dict[str, str]
+    description: str | None
+    overlapping: bool
+    retention: str
+
+    def identity(self) -> tuple[str, frozenset[tuple[str, str]]]:
+        """(name, labels) as a key: label order does not matter, as in jsonb equality."""
+        return self.name, frozenset(self.labels.items())
+
+
+ATTRIBUTES = ("unit", "overlapping", "retention")  # must agree for a get to succeed
+
+# the stored series of each (idx, name, labels), through the series_identity index
+STORED = """
+SELECT i.idx, s.series_id, s.unit, s.overlapping, s.retention
+FROM jsonb_to_recordset(%(items)s) AS i(idx int, name text, labels jsonb)
+JOIN series_table s ON s.name = i.name AND s.labels = i.labels
+"""
+
+# ids are drawn first (in input order), then rows are inserted in (name, labels) order: two
+# requests with overlapping items wait for each other in the same order and never deadlock
+INSERT_MANY = """
+INSERT INTO series_table (series_id, name, unit, labels, description, overlapping, retention)
+SELECT i.series_id, i.name, i.unit, i.labels, i.description, i.overlapping, i.retention
+FROM jsonb_to_recordset(%(items)s) AS i(series_id bigint, name text, unit text, labels jsonb,
+                                         description text, overlapping boolean, retention text)
+ORDER BY i.name, i.labels
+ON CONFLICT ON CONSTRAINT series_identity DO NOTHING
+RETURNING series_id
+"""
+
+NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('series_table', 'series_id')) FROM generate_series(1, %(n)s)"
+
+
+def create_many(conn: psycopg.Connection, items: list[NewSeries]) -> list[tuple[int, bool]]:
+    """Get or create every series, as create_series would one by one in this order:
+    (series_id, created) per item. All or nothing: a SeriesConflict lists every item whose
+    attributes differ from the stored series', or from an earlier item's with its identity."""
+    first: dict[tuple[str, frozenset[tuple[str, str]]], int] = {}
+    for i, item in enumerate(items):
+        first.setdefault(item.identity(), i)
+    firsts = [first[item.identity()] for item in items]  # each item's first occurrence
+    stored = _stored(conn, items, list(first.values()))
+    _raise_conflicts(items, firsts, stored)
+    new = [i for i in first.values() if i not in stored]
+    ids = sorted(r[0] for r in conn.execute(NEXT_IDS, {"n": len(new)})) if new else []
+    new_ids = dict(zip(new, ids, strict=True))
+    payload = [{"series_id": new_ids[i], "name": items[i].name, "unit": items[i].unit,
+                "labels": items[i].labels, "description": items[i].description,
+                "overlapping": items[i].overlapping, "retention": items[i].retention} for i in new]
+    with identity_fits():
+        inserted = {r[0] for r in conn.execute(INSERT_MANY, {"items": Jsonb(payload, dumps=_dumps)})} if new else set()
+    raced = [i for i in new if new_ids[i] not in inserted]  # created meanwhile by another request
+    if raced:
+        stored.update(_stored(conn, items, raced))
+        _raise_conflicts(items, firsts, stored)
+    results = []
+    for i, f in enumerate(firsts):
+        if f in stored:
+            results.append((int(stored[f]["series_id"]), False))
+        else:
+            results.append((new_ids[f], i == f))
+    return results
+
+
+def _stored(conn: psycopg.Connection, items: list[NewSeries], indexes: list[int]) -> dict[int, dict[str, Any]]:
+    """The stored series of items[i] for each i in indexes that has one, by i."""
+    payload = [{"idx": i, "name": items[i].name, "labels": items[i].labels} for i in indexes]
+    rows = conn.cursor(row_factory=dict_row).execute(STORED, {"items": Jsonb(payload, dumps=_dumps)})
+    return {row.pop("idx"): row for row in rows}
+
+
+def _raise_conflicts(items: list[NewSeries], firsts: list[int], stored: dict[int, dict[str, Any]]) -> None:
+    """SeriesConflict listing every item that create_series would refuse, one by one in order."""
+    errors: list[dict[str, Any]] = []
+    for i, (item, f) in enumerate(zip(items, firsts, strict=True)):
+        row = stored.get(f)
+        if row is None and i == f:
+            continue
+        reference = row if row is not None else {k: getattr(items[f], k) for k in ATTRIBUTES}
+        differ = [k for k in ATTRIBUTES if getattr(item, k) != reference[k]]
+        if not differ:
+            continue
+        have = ", ".join(f"{k}={getattr(item, k)!r}" for k in differ)
+        want = ", ".join(f"{k}={reference[k]!r}" for k in differ)
+        what = f"{item.name!r} with labels {item.labels}"
+        if row is not None:
+            errors.append({"index": i, "series_id": row["series_id"], "message": (
+                f"series[{i}]: {what} already exists (series_id={row['series_id']}) with {want}, not {have}.")})
+        else:
+            errors.append({"index": i, "message": (
+                f"series[{i}]: {what} is also series[{f}] of this request, with {want}, not {have}.")})
+    if errors:
+        what = "Items that conflict with a stored series or an earlier item"
+        raise SeriesConflict(items_detail(errors, len(items), what), errors=errors)

@@ -14,6 +14,7 @@ from timedb.db.errors import translated
 from timedb.db.pool import Pool, checkout, release
 from timedb.db.read_query import ReadSpec, build_query, multi_query
 from timedb.db.series import SeriesFilter, list_matching, resolve_many, resolve_one
+from timedb.units import conversion
 
 CHUNK_ROWS = 5000
 Row = tuple[Any, ...]
@@ -55,6 +56,9 @@ def one_series(flt: SeriesFilter, spec: ReadSpec) -> Plan:
         series = resolve_one(conn, flt)
         query, params = build_query(series["overlapping"], spec)
         params["series_id"] = series["series_id"]
+        if spec.unit is not None:
+            convert = conversion(series["unit"], spec.unit)
+            params.update(unit_scale=convert.scale, unit_offset=convert.offset)
         return query, params
     return plan
 
@@ -68,6 +72,9 @@ def many_series(items: list[dict[str, Any]] | None, flt: SeriesFilter | None, sp
                      else list_matching(conn, flt or SeriesFilter(), limit))
         query, params = multi_query(spec)
         params.update(ids=[s["series_id"] for s in found], overlapping=[s["overlapping"] for s in found])
+        if spec.unit is not None:
+            converts = [conversion(s["unit"], spec.unit) for s in found]
+            params.update(scales=[c.scale for c in converts], offsets=[c.offset for c in converts])
         return query, params
     return plan
 

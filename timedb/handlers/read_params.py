@@ -42,7 +42,7 @@ def read_spec(mode: Mode, *, start_valid: str | None = None, end_valid: str | No
               changed_before: str | None = None, as_of: str | None = None,
               min_horizon: str | None = None, max_horizon: str | None = None,
               days_ahead: int | None = None, issue_time: str | None = None, tz: str | None = None,
-              resample: str | None = None, agg: str | None = None) -> ReadSpec:
+              resample: str | None = None, agg: str | None = None, unit: str | None = None) -> ReadSpec:
     """The ReadSpec of these parameters; a 400 naming the parameter for what the spec's
     schemas cannot say."""
     zone = _zone(tz) if tz is not None else "UTC"
@@ -67,7 +67,7 @@ def read_spec(mode: Mode, *, start_valid: str | None = None, end_valid: str | No
         issue_time=time.fromisoformat(issue_time) if issue_time is not None else None, tz=zone)
     return ReadSpec(window=window, mode=mode,
                     resample=_resample(resample, agg or "mean", zone) if resample is not None else None,
-                    out_tz=zone if tz is not None else None)
+                    out_tz=zone if tz is not None else None, unit=unit)
 
 
 def spec_args(source: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""POST /series, GET /series, GET /series/labels, GET /series/count."""
+"""POST /series, POST /series/bulk, GET /series, GET and PATCH /series/{series_id},
+GET /series/labels, GET /series/count."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from connexion import request
+from starlette.responses import Response
 
 from timedb.db import series as db
 from timedb.db.pool import Connection, in_transaction
-from timedb.errors import InvalidInput
+from timedb.errors import InvalidInput, Unprocessable, items_detail
 from timedb.handlers.context import body, parse_labels, pool
+from timedb.handlers.idempotent import respond_once
 
 JSON = {"Content-Type": "application/json"}
 
@@ -39,6 +42,63 @@ def create_series() -> tuple[dict[str, Any], int, dict[str, str]]:
     ))
     message = "Series created successfully" if created else "Series already exists"
     return {"series_id": series_id, "message": message, "created": created}, 200, JSON
+
+
+def create_series_bulk() -> Response:
+    """Get or create many series in one transaction; one result per item, in input order."""
+    series = _new_series(body()["series"])
+    return respond_once(lambda conn: {"series": [{"series_id": sid, "created": created}
+                                                 for sid, created in db.create_many(conn, series)]})
+
+
+def get_series(series_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """One series."""
+    return in_transaction(pool(), lambda conn: db.get_series(conn, series_id)), 200, JSON
+
+
+def update_series(series_id: int) -> Response:
+    """Apply a JSON merge patch to a series' description and labels."""
+    patch = body()
+    field = _nul_field({k: v for k, v in patch.items() if k in ("description", "labels")})
+    if field:
+        raise Unprocessable(f"{field} must not contain a NUL character.")
+    return respond_once(lambda conn: db.update_series(conn, series_id, patch))
+
+
+def _new_series(items: list[dict[str, Any]]) -> list[db.NewSeries]:
+    """Bulk items trimmed as POST /series trims them; every invalid item listed in one problem:
+    400 when a name is blank, else 422 when a text holds a NUL character."""
+    blank: list[dict[str, Any]] = [
+        {"index": i, "message": f"series[{i}]: name must not be blank."}
+        for i, item in enumerate(items) if not item["name"].strip()]
+    nul: list[dict[str, Any]] = [
+        {"index": i, "message": f"series[{i}]: {field} must not contain a NUL character."}
+        for i, item in enumerate(items) if (field := _nul_field(item))]
+    if blank:
+        errors = sorted(blank + nul, key=lambda e: e["index"])
+        raise InvalidInput(items_detail(errors, len(items), "Invalid items"), errors=errors)
+    if nul:
+        raise Unprocessable(items_detail(nul, len(items), "Invalid items"), errors=nul)
+    return [db.NewSeries(
+        name=item["name"].strip(),
+        unit=item.get("unit", "dimensionless").strip(),
+        labels=item.get("labels", {}),
+        description=(item.get("description") or "").strip() or None,
+        overlapping=item.get("overlapping", False),
+        retention=item.get("retention", "medium"),
+    ) for item in items]
+
+
+def _nul_field(item: dict[str, Any]) -> str | None:
+    """The first text field of a series (or patch) holding a NUL character, which PostgreSQL
+    cannot store."""
+    for field in ("name", "unit", "description"):
+        if "\x00" in (item.get(field) or ""):
+            return field
+    labels = item.get("labels") or {}
+    if any("\x00" in key or "\x00" in (value or "") for key, value in labels.items()):
+        return "labels"
+    return None
 
 
 CURSOR_MESSAGE = "cursor is not a value returned in a Link header."

@@ -9,6 +9,7 @@ from typing import Any
 from connexion import request
 from starlette.responses import Response
 
+from timedb.db import bulk
 from timedb.db import corrections as fix
 from timedb.db import values_write as write
 from timedb.db.locks import lock_series
@@ -30,6 +31,7 @@ from timedb.handlers.read_params import read_spec, spec_args
 from timedb.handlers.streaming import respond
 from timedb.points import Points
 from timedb.timestamps import parse_optional, parse_timestamp
+from timedb.units import IDENTITY, conversion
 
 
 def insert_values() -> Response:
@@ -43,23 +45,39 @@ def insert_values() -> Response:
     known_time = parse_optional(req.get("known_time"), "known_time")
     start_time = datetime.now(UTC)
 
+    unit, skip = req.get("unit"), bool(req.get("skip_unchanged"))
+
     def work(conn: Connection) -> dict[str, Any]:
         series = resolve_one(conn, flt)
         sid = series["series_id"]
+        convert = conversion(unit, series["unit"]) if unit is not None else IDENTITY
         # writers of this series take turns; write_time is later than every earlier write
         write_time = lock_series(conn, [sid])
-        batch_id = None
+        rows = bulk.Prepared(points, convert)
+        stored = points.count
+        if skip:  # leave out the points a latest read already shows
+            pair = bulk.Pair(sid, known_time, final_known=known_time or write_time)
+            pair.lo, pair.hi = rows.span()
+            bulk.load_current(conn, [pair], {sid: series["overlapping"]})
+            rows = bulk.Prepared(points, convert, pair)
+            stored = sum(1 for _ in rows)
+        answer: dict[str, Any] = {"batch_id": None, "series_id": sid, "rows_inserted": stored}
+        if skip:
+            answer["rows_skipped"] = points.count - stored
+        if not stored:
+            return answer
         if series["overlapping"]:
             batch_id, batch_known = write.create_batch(
                 conn, sid, known_time=known_time, write_time=write_time,
                 workflow_id=req.get("workflow_id", "api-workflow"),
                 batch_params=req.get("batch_params"), start_time=start_time)
             if known_time is not None:
-                write.check_versions_free(conn, sid, batch_id, known_time, points)
-            write.insert_overlapping(conn, sid, batch_id, batch_known, write_time, points)
+                write.check_versions_free(conn, sid, batch_id, known_time, rows)
+            write.insert_overlapping(conn, sid, batch_id, batch_known, write_time, rows)
+            answer["batch_id"] = batch_id
         else:
-            write.insert_flat(conn, sid, points, known_time, write_time)
-        return {"batch_id": batch_id, "series_id": sid, "rows_inserted": points.count}
+            write.insert_flat(conn, sid, rows, known_time, write_time)
+        return answer
 
     return respond_once(work)
 
@@ -179,9 +197,13 @@ def update_records() -> Response:
             fields=fields,
         ))
 
+    unit = body().get("unit")
+
     def work(conn: Connection) -> dict[str, Any]:
         for item, series in zip(items, _resolve_series(conn, updates), strict=True):
             item.series_id, item.overlapping = series["series_id"], series["overlapping"]
+            if unit is not None and item.fields.get("value") is not None:
+                item.fields["value"] = conversion(unit, series["unit"])(item.fields["value"])
         stored = fix.apply_corrections(conn, items)
         return {"updated": [_result(item, row) for item, row in zip(items, stored, strict=True)]}
 
