@@ -39,7 +39,7 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
-from bench import backtest, faults, load  # noqa: E402
+from bench import backtest, bulk, faults, load  # noqa: E402
 from bench.data import T0, Points, corrections_body, valid_times, values  # noqa: E402
 from bench.httpclient import Client  # noqa: E402
 from bench.procstat import PeakRss, Usage  # noqa: E402
@@ -59,7 +59,7 @@ COPY_OVL_TYPES = ["int8", "int8", "timestamptz", "timestamptz", "float8", "times
 
 # ----------------------------------------------------------------------------- configuration
 
-SECTIONS = ("series", "inserts", "growth", "reads", "corrections", "memory", "firstbyte", "backtest")
+SECTIONS = ("series", "inserts", "growth", "reads", "corrections", "memory", "firstbyte", "backtest", "bulk")
 
 
 @dataclass
@@ -77,6 +77,10 @@ class Config:
     resample_points: int = 1_000_000  # 15-minute points resampled to hourly means
     query_series: int = 1_000  # series x points of the POST /values/query case
     query_points: int = 1_000
+    bulk_series: int = 1_000  # overlapping series x rows of one POST /values/bulk run
+    bulk_points: int = 1_000
+    bulk_new_series: int = 10_000  # series of one POST /series/bulk
+    skip_points: int = 100_000  # points re-sent with skip_unchanged
     reps: int = 3
     duration: float = 5.0  # seconds per repetition of a request loop (wrk)
     rep_rows: int = 200_000  # rows per repetition when one request is small (python client, raw loops)
@@ -93,6 +97,7 @@ class Config:
         return cls(dsn=dsn, insert_sizes=[100, 1_000], read_sizes=[100, 2_000, 5_000], versions_rows=2_000,
                    revisions=3, series=100, clients=4, corrections=[1, 10], big_rows=20_000,
                    memory_body_mb=2.0, resample_points=4_000, query_series=20, query_points=300,
+                   bulk_series=10, bulk_points=100, bulk_new_series=200, skip_points=2_000,
                    reps=1, duration=1.0, rep_rows=2_000, smoke=True)
 
 
@@ -204,6 +209,26 @@ class Report:
             if case and "rss_growth_mb" in case.extra:
                 growth = max(case.extra["rss_growth_mb"])
                 target(f"{case.name}: peak RSS growth < 100 MB", growth < 100, f"{growth:.1f} MB (worst rep)")
+        for body, share in (("json", 0.50), ("arrow", 0.80), ("csv", 0.65)):
+            case = c.get(f"bulk_{body}")
+            if case:
+                floor = 250_000 if body == "json" else 0
+                target(f"POST /values/bulk as {body}: >= {pct(share)} of raw COPY" + (" and >= 250,000 rows/s"
+                                                                                     if floor else ""),
+                       case.api["median"] >= floor and (case.ratio or 0) >= share,
+                       f"{fmt(case.api['median'])} rows/s, {pct(case.ratio)} of raw")
+                growth = max(case.extra.get("rss_growth_mb", [0]))
+                target(f"POST /values/bulk as {body}: peak RSS growth < 500 MB", growth < 500, f"{growth:.0f} MB")
+        sb = self.extra.get("series_bulk")
+        if sb:
+            new, again = statistics.median(sb["series_bulk_new"]), statistics.median(sb["series_bulk_again"])
+            target(f"POST /series/bulk of {self.cfg.bulk_new_series:,} new series < 2 s, again < 1 s",
+                   new < 2 and again < 1, f"{new:.2f} s, again {again:.2f} s")
+        sk = self.extra.get("skip_unchanged")
+        for path in bulk.SKIP_PATHS if sk else ():
+            first, again = statistics.median(sk[path]["first_s"]), statistics.median(sk[path]["again_s"])
+            target(f"skip_unchanged ({path}) re-send of {sk['points']:,} points faster than the first write, "
+                   "nothing stored", again < first, f"{again:.2f} s vs {first:.2f} s")
         for kind in ("flat", "overlapping"):
             empty = c.get(f"insert_{kind}_{max(self.cfg.insert_sizes)}")
             grown = c.get(f"growth_insert_{kind}")
@@ -748,6 +773,10 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--resample-points", type=int, help="15-minute points of the resample case (default 1000000)")
     p.add_argument("--query-series", type=int, help="series of the POST /values/query case (default 1000)")
     p.add_argument("--query-points", type=int, help="points per series of the query case (default 1000)")
+    p.add_argument("--bulk-series", type=int, help="overlapping series of the bulk load (default 1000)")
+    p.add_argument("--bulk-points", type=int, help="rows per series of the bulk load (default 1000)")
+    p.add_argument("--bulk-new-series", type=int, help="series of POST /series/bulk (default 10000)")
+    p.add_argument("--skip-points", type=int, help="points re-sent with skip_unchanged (default 100000)")
     p.add_argument("--reps", type=int, help="repetitions per case (default 3)")
     p.add_argument("--duration", type=float, help="seconds per repetition of a request loop (default 5)")
     p.add_argument("--rep-rows", type=int, help="rows per repetition of small-request cases (default 200000)")
@@ -763,7 +792,7 @@ def parse_args(argv: list[str] | None) -> Config:
     cfg = Config.smoke_config(a.dsn) if a.smoke else Config(dsn=a.dsn)
     for name in ("insert_sizes", "read_sizes", "versions_rows", "revisions", "series", "clients", "corrections",
                  "big_rows", "reps", "duration", "rep_rows", "memory_body_mb", "resample_points",
-                 "query_series", "query_points"):
+                 "query_series", "query_points", "bulk_series", "bulk_points", "bulk_new_series", "skip_points"):
         value = getattr(a, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -817,6 +846,11 @@ def main(argv: list[str] | None = None) -> int:
             backtest.resample(bench)
             bench.restart_server()  # a fresh heap for the RSS of the query case
             backtest.query_series(bench)
+        if "bulk" in only:
+            bench.restart_server()  # a fresh heap for the RSS of the bulk loads
+            bulk.load_run(bench)
+            bulk.series_bulk(bench)
+            bulk.skip_unchanged(bench)
         if "memory" in only:
             bench.restart_server()  # a fresh heap: the growth is the request's own
             faults.memory_post(bench)
