@@ -16,10 +16,10 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.conftest import free_port, server_env, start_process, stop_process
+from tests.helpers import LOCAL
 from timedb.app import create_app
 from timedb.db.schema import TABLES, create_tables
 from timedb.settings import Settings
-
 
 # TIMEDB_TEST_PGBOUNCER=1: the app under test reaches its database through a PgBouncer in
 # transaction mode (started for the session; `./scripts/test` runs tests/api that way too)
@@ -109,7 +109,7 @@ def app(app_dsn: str):
 
 @pytest.fixture(scope="session")
 def session_client(app):
-    with app.test_client() as client:
+    with app.test_client(**LOCAL) as client:
         yield client
 
 

@@ -52,9 +52,12 @@ class Client:
             pass
 
     @staticmethod
-    def encode(method: str, path: str, body: bytes | None = None, host: str = "bench") -> bytes:
+    def encode(method: str, path: str, body: bytes | None = None, host: str = "bench",
+               authorization: str | None = None) -> bytes:
         """The request bytes (send the same bytes many times without re-encoding)."""
         head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n"
+        if authorization:
+            head += f"Authorization: {authorization}\r\n"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         return head.encode() + b"\r\n" + (body or b"")

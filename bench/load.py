@@ -31,7 +31,8 @@ def write_lines(lines: list[str]) -> str:
     return path
 
 
-def wrk(port: int, lines: list[str], connections: int, duration: float) -> dict[str, float]:
+def wrk(port: int, lines: list[str], connections: int, duration: float,
+        authorization: str | None = None) -> dict[str, float]:
     """Run wrk (one thread) for `duration` seconds over the requests; every reply must be 2xx."""
     path = write_lines(lines)
     try:
@@ -40,6 +41,7 @@ def wrk(port: int, lines: list[str], connections: int, duration: float) -> dict[
             ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "120s",
              "-s", str(LUA), f"http://127.0.0.1:{port}", "--", path],
             capture_output=True, text=True, check=True,
+            env={**os.environ, "BENCH_AUTHORIZATION": authorization or ""},
         ).stdout
         cpu = children_cpu() - c0
     finally:
@@ -55,12 +57,13 @@ def wrk(port: int, lines: list[str], connections: int, duration: float) -> dict[
             "lat_max_ms": r["lat_max_us"] / 1e3, "client": "wrk"}
 
 
-def python_loop(port: int, lines: list[str], connections: int, duration: float) -> dict[str, float]:
+def python_loop(port: int, lines: list[str], connections: int, duration: float,
+                authorization: str | None = None) -> dict[str, float]:
     """The same request loop in Python threads (GIL-bound: only for machines without wrk)."""
     raws = []
     for line in lines:
         method, path, *rest = line.split(" ", 2)
-        raws.append(Client.encode(method, path, rest[0].encode() if rest else None))
+        raws.append(Client.encode(method, path, rest[0].encode() if rest else None, authorization=authorization))
     counts = [0] * connections
     lat: list[float] = []
     failures: list[str] = []
@@ -96,7 +99,8 @@ def python_loop(port: int, lines: list[str], connections: int, duration: float) 
             "lat_max_ms": lat[-1] * 1e3, "client": "python"}
 
 
-def run(port: int, lines: list[str], connections: int, duration: float, client: str) -> dict[str, float]:
+def run(port: int, lines: list[str], connections: int, duration: float, client: str,
+        authorization: str | None = None) -> dict[str, float]:
     if client == "wrk":
-        return wrk(port, lines, connections, duration)
-    return python_loop(port, lines, connections, duration)
+        return wrk(port, lines, connections, duration, authorization)
+    return python_loop(port, lines, connections, duration, authorization)

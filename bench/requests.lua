@@ -5,12 +5,17 @@
 local reqs = {}
 local n = 0
 local idx = 0
+-- BENCH_AUTHORIZATION (optional): the Authorization header of every request
+local authorization = os.getenv("BENCH_AUTHORIZATION")
 
 function init(args)
   local f = assert(io.open(args[1], "r"))
   for line in f:lines() do
     local method, path, body = line:match("^(%S+) (%S+) ?(.*)$")
     local headers = {}
+    if authorization ~= nil and authorization ~= "" then
+      headers["Authorization"] = authorization
+    end
     if body == nil or body == "" then
       body = nil
     else

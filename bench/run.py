@@ -39,7 +39,7 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
-from bench import backtest, bulk, faults, load  # noqa: E402
+from bench import auth, backtest, bulk, faults, load  # noqa: E402
 from bench.data import T0, Points, corrections_body, valid_times, values  # noqa: E402
 from bench.httpclient import Client  # noqa: E402
 from bench.procstat import PeakRss, Usage  # noqa: E402
@@ -59,7 +59,8 @@ COPY_OVL_TYPES = ["int8", "int8", "timestamptz", "timestamptz", "float8", "times
 
 # ----------------------------------------------------------------------------- configuration
 
-SECTIONS = ("series", "inserts", "growth", "reads", "corrections", "memory", "firstbyte", "backtest", "bulk")
+SECTIONS = ("series", "inserts", "growth", "reads", "corrections", "memory", "firstbyte", "backtest", "bulk",
+            "auth")
 
 
 @dataclass
@@ -219,6 +220,12 @@ class Report:
                        f"{fmt(case.api['median'])} rows/s, {pct(case.ratio)} of raw")
                 growth = max(case.extra.get("rss_growth_mb", [0]))
                 target(f"POST /values/bulk as {body}: peak RSS growth < 500 MB", growth < 500, f"{growth:.0f} MB")
+        for key in ("auth_series_count", "auth_insert_100"):
+            case = c.get(key)
+            if case:
+                target(f"{case.name}: within 10% of TIMEDB_AUTH=none", (case.ratio or 0) >= 0.90,
+                       f"{fmt(case.api['median'])} vs {fmt(case.raw['median'] if case.raw else 0)} "
+                       f"({pct(case.ratio)})")
         sb = self.extra.get("series_bulk")
         if sb:
             new, again = statistics.median(sb["series_bulk_new"]), statistics.median(sb["series_bulk_again"])
@@ -307,11 +314,11 @@ class Database:
 class Server:
     """One uvicorn worker serving timedb.api:app, as `timedb api` does (without the access log)."""
 
-    def __init__(self, dsn: str, port: int, log_path: str) -> None:
-        self.dsn, self.port, self.log_path = dsn, port, log_path
+    def __init__(self, dsn: str, port: int, log_path: str, env: dict[str, str] | None = None) -> None:
+        self.dsn, self.port, self.log_path, self.env = dsn, port, log_path, env or {}
 
     def start(self) -> None:
-        env = {**os.environ, "TIMEDB_DSN": self.dsn}
+        env = {**os.environ, "TIMEDB_DSN": self.dsn, **self.env}
         env.pop("TIMEDB_VALIDATE_RESPONSES", None)  # production default: off
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -854,6 +861,8 @@ def main(argv: list[str] | None = None) -> int:
         if "memory" in only:
             bench.restart_server()  # a fresh heap: the growth is the request's own
             faults.memory_post(bench)
+        if "auth" in only:  # last: while its token exists, the main server wants tokens too
+            auth.overhead(bench)
     finally:
         if bench is not None:
             bench.http.close()

@@ -20,9 +20,7 @@ if str(ROOT) not in sys.path:  # `pytest contract-tests` alone does not import t
 from contract_seed import seed  # noqa: E402
 
 from tests.conftest import free_port, server_env, start_process, stop_process  # noqa: E402
-from timedb.app import create_app  # noqa: E402
 from timedb.db.schema import TABLES  # noqa: E402
-from timedb.settings import Settings  # noqa: E402
 
 
 @dataclass
@@ -42,39 +40,42 @@ class Target:
 
     def reset(self) -> None:
         """Back to the seeded state, ids included (each stateful scenario starts from it)."""
+        kept = ("timedb_settings", "api_tokens")
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute(f"TRUNCATE {', '.join(t for t in TABLES if t != 'timedb_settings')} RESTART IDENTITY")
+            conn.execute(f"TRUNCATE {', '.join(t for t in TABLES if t not in kept)} RESTART IDENTITY")
         seed(self.post, self.put)
+
+
+def admin_token(dsn: str) -> dict[str, str]:
+    """The header of an admin token: the contract tests run with TIMEDB_AUTH=tokens, so
+    Schemathesis also checks that requests without it are refused."""
+    from timedb.db import tokens
+
+    secret = tokens.using(dsn, lambda conn: tokens.create(conn, "contract-tests", "admin", {}, None))
+    return {"Authorization": f"Bearer {secret}"}
 
 
 @pytest.fixture(scope="session")
 def contract_target(make_database) -> Iterator[Target]:
-    """The app on a fresh, seeded database: in-process over ASGI, or a real uvicorn with TIMEDB_CONTRACT_HTTP=1."""
-    dsn = make_database()
-    if os.environ.get("TIMEDB_CONTRACT_HTTP"):
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        proc = start_process([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
-                             server_env(dsn, TIMEDB_VALIDATE_RESPONSES="1"), url + "/healthz")
-        try:
-            with requests.Session() as session:
-                target = Target({"base_url": url}, session, url, dsn)
-                seed(target.post, target.put)
-                yield target
-        finally:
-            stop_process(proc)
-        return
-    from schemathesis.python import asgi
+    """A real uvicorn on a fresh, seeded database, requiring tokens (TIMEDB_AUTH=tokens).
 
-    app = create_app(Settings(dsn=dsn, validate_responses=True))
+    Over HTTP, not in-process: Schemathesis' `ignored_auth` check sends its own probes without
+    the token to the base URL, which an in-process (ASGI) target cannot receive."""
+    dsn = make_database()
+    headers = admin_token(dsn)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_process([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
+                         server_env(dsn, TIMEDB_VALIDATE_RESPONSES="1", TIMEDB_AUTH="tokens"), url + "/healthz")
     try:
-        # entering the client runs the app's lifespan (the pool); requests made later reuse it
-        with asgi.get_client(app) as client:
-            target = Target({"app": app}, client, "", dsn)
+        with requests.Session() as session:
+            session.headers.update(headers)
+            target = Target({"base_url": url, "headers": headers}, session, url, dsn)
             seed(target.post, target.put)
             yield target
     finally:
-        asgi.shutdown_lifespans()  # close the pool before the database is dropped
+        output = stop_process(proc)
+        assert "Traceback (most recent call last)" not in output, output[-3000:]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,12 @@ from typing import Any
 import httpx
 
 PROBLEM = "application/problem+json"
+# the address test clients call from: a client on the server's own machine, which a server
+# without access tokens serves (Starlette's default, "testclient", is no address at all)
+LOOPBACK = ("127.0.0.1", 50000)
+# keyword arguments of app.test_client() for such a client, which also names the server as a
+# local one (Host: 127.0.0.1), as local clients must while no token exists
+LOCAL = {"client": LOOPBACK, "base_url": "http://127.0.0.1"}
 
 
 def assert_problem(resp: Any, status: int, type_: str | None = None) -> dict[str, Any]:

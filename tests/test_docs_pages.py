@@ -119,6 +119,16 @@ def test_doc_page_assets_are_served(live_server):
 # -- rendered by a browser --------------------------------------------------------------------------------
 
 
+def test_swagger_ui_offers_the_token_scheme(swagger_dom, spec):
+    """The Authorize button (it appears only when the spec declares a security scheme), and a
+    lock on each protected operation, none on the public ones."""
+    assert re.search(r'<button[^>]*class="[^"]*\bauthorize\b', swagger_dom), "no Authorize button"
+    for _, _, op in operations(spec):
+        block = swagger_dom.split(f'id="operations-{op["tags"][0]}-{op["operationId"]}"', 1)[1][:4000]
+        locked = "authorization__btn" in block.split('id="operations-', 1)[0]
+        assert locked == (op.get("security") != []), op["operationId"]
+
+
 def test_swagger_ui_renders_every_operation(swagger_dom, spec):
     assert "Failed to load API definition" not in swagger_dom
     assert "Fetch error" not in swagger_dom

@@ -74,9 +74,30 @@ def test_every_operation_and_schema_has_a_plain_name(generated):
             "labels_patch", "item_error", "bulk_series_result"} <= models
 
 
-def test_client_drives_a_real_server(generated, live_server, clean_db):
+@pytest.fixture
+def server_with_token(make_database):
+    """A real uvicorn that requires tokens (TIMEDB_AUTH=tokens), on a database of its own, and
+    the secret of a write token."""
+    from tests.conftest import free_port, server_env, start_process, stop_process
+    from timedb.db import tokens
+
+    dsn = make_database()
+    secret = tokens.using(dsn, lambda conn: tokens.create(conn, "generated-client", "write", {}, None))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_process([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
+                         server_env(dsn, TIMEDB_AUTH="tokens", TIMEDB_VALIDATE_RESPONSES="1"), url + "/healthz")
+    try:
+        yield url, secret
+    finally:
+        stop_process(proc)
+
+
+def test_client_drives_a_real_server(generated, server_with_token):
     def load(name: str):
         return importlib.import_module(f"{PACKAGE}.{name}")
+
+    live_server, secret = server_with_token
 
     m = load("models")
     get_health = load("api.meta.get_health")
@@ -85,7 +106,14 @@ def test_client_drives_a_real_server(generated, live_server, clean_db):
     insert_values, read_values, update_records, query_values = (
         load(f"api.values.{op}") for op in ("insert_values", "read_values", "update_records", "query_values"))
 
-    with load("client").Client(base_url=live_server, raise_on_unexpected_status=True) as client:
+    # without a token: the spec's 401 problem; with one (AuthenticatedClient): served
+    with load("client").Client(base_url=live_server) as anonymous:
+        refused = count_series.sync(client=anonymous)
+        assert isinstance(refused, m.Problem) and refused.status == 401, refused
+        assert get_health.sync(client=anonymous).status == m.HealthStatus.OK  # (public)
+
+    with load("client").AuthenticatedClient(base_url=live_server, token=secret,
+                                            raise_on_unexpected_status=True) as client:
         assert get_health.sync(client=client).status == m.HealthStatus.OK
 
         created = create_series.sync(client=client, body=m.CreateSeriesRequest(
@@ -126,7 +154,8 @@ def test_client_drives_a_real_server(generated, live_server, clean_db):
 
         audit = read_values.sync(client=client, series_id=sid, include_updates=True)
         assert audit.count == 5
-        corrections = [r for r in audit.data if r.changed_by == "user@example.com"]
+        # a write token cannot name someone else: the correction is signed with its name
+        corrections = [r for r in audit.data if r.changed_by == "generated-client"]
         assert len(corrections) == 1
         c = corrections[0]
         assert (c.value, c.annotation, c.tags, c.batch_id) == (150.0, "Corrected reading", ["reviewed"], batches[1])

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import LOCAL
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_FILE = ROOT / "openapi" / "timedb.yaml"
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
@@ -244,7 +246,7 @@ def test_a_response_outside_the_spec_is_caught(db_dsn, monkeypatch, validate):
 
     monkeypatch.setattr(root, "get_health", bad_health)
     app = create_app(Settings(dsn=db_dsn, validate_responses=validate))
-    with app.test_client() as client:
+    with app.test_client(**LOCAL) as client:
         resp = client.get("/healthz")
     if validate:
         assert resp.status_code == 500, resp.text

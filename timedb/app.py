@@ -25,6 +25,7 @@ from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
+from timedb import auth, web_headers
 from timedb.db.pool import check_connection, make_pool, open_pool
 from timedb.errors import TimedbError
 from timedb.handlers.streaming import install_quiet_abort
@@ -98,9 +99,12 @@ def make_lifespan(settings: Settings) -> Any:
             pool.close()
             reason = exc.detail if isinstance(exc, TimedbError) else "timed out"
             raise StartupError(f"timedb: cannot connect to the database at {redact(settings.dsn)}: {reason}") from None
+        tokens, listener = auth.start(pool, settings)
         try:
-            yield {"pool": pool, "settings": settings}
+            yield {"pool": pool, "settings": settings, "tokens": tokens}
         finally:
+            if listener is not None:
+                await anyio.to_thread.run_sync(listener.stop)
             await anyio.to_thread.run_sync(pool.close)
 
     return lifespan
@@ -170,11 +174,13 @@ def create_app(settings: Settings) -> AsyncApp:
         __name__,
         lifespan=make_lifespan(settings),
         validator_map=validator_map(settings.max_body_bytes, settings.client_timeout),
+        security_map=auth.SECURITY_MAP,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs", spec_path="/openapi.json"),
     )
     app.add_middleware(QuietStartupFailure, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(AllowHeader, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(BodyLimits, position=MiddlewarePosition.BEFORE_VALIDATION, settings=settings)
+    web_headers.install(app, settings)
     app.add_url_rule("/redoc", "redoc", redoc_page)
     app.add_url_rule("/redoc-static/redoc.standalone.js", "redoc_bundle", redoc_bundle)
     app.add_api(

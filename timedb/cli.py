@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
 from timedb import __version__
 from timedb.errors import ConfigError, TimedbError
 from timedb.settings import MISSING_DSN, environment
+
+T = TypeVar("T")
 
 # seconds in-flight requests get to finish on SIGTERM; then the rest is cancelled
 GRACEFUL_SHUTDOWN = 20
@@ -178,5 +182,72 @@ def _run(action: object) -> None:
     """Run a library call; TimedbError becomes `Error: ...` and exit 1."""
     try:
         action()  # type: ignore[operator]
+    except TimedbError as exc:
+        raise click.ClickException(exc.detail) from None
+
+
+# ----------------------------------------------------------------------------- tokens
+
+@main.group()
+def tokens() -> None:
+    """Access tokens: create, list, revoke."""
+
+
+DSN_OPTION = click.option("--dsn", "-d", help="Connection string (default: TIMEDB_DSN, then DATABASE_URL).")
+
+
+@tokens.command("create")
+@click.argument("name")
+@click.option("--scope", required=True, type=click.Choice(["read", "write", "admin"]),
+              help="read: GET and POST /values/query; write: also writes and corrections; admin: everything.")
+@click.option("--labels", "labels_json", metavar="JSON",
+              help='Bind the token to the series whose labels contain this object, e.g. \'{"tenant": "acme"}\'.')
+@click.option("--expires", metavar="DURATION|DATE", help="Lifetime (90d, 12h, 30min, 2w, 1y) or an ISO date/time.")
+@DSN_OPTION
+def tokens_create(name: str, scope: str, labels_json: str | None, expires: str | None, dsn: str | None) -> None:
+    """Create a token and print its secret (once, alone on stdout)."""
+    from timedb.db import tokens as store
+    from timedb.token_options import parse_expiry, parse_labels
+
+    labels = parse_labels(labels_json)
+    expires_at = parse_expiry(expires)
+    conninfo = _dsn(dsn)
+    secret = _call(lambda: store.using(conninfo, lambda c: store.create(c, name.strip(), scope, labels, expires_at)))
+    note = f" for series with labels {labels_json}" if labels else ""
+    until = f", expires {expires_at.isoformat(timespec='seconds')}" if expires_at else ""
+    click.echo(f"Token {name.strip()!r} ({scope}{note}{until}) created. Its secret is shown only now:", err=True)
+    click.echo(secret)
+
+
+@tokens.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked tokens.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per token (never the secret).")
+@DSN_OPTION
+def tokens_list(include_revoked: bool, as_json: bool, dsn: str | None) -> None:
+    """List the tokens: name, scope, labels, created, expires, last used (never the secret)."""
+    from timedb.db import tokens as store
+    from timedb.token_options import render_tokens
+
+    conninfo = _dsn(dsn)
+    rows = _call(lambda: store.using(conninfo, lambda c: store.listing(c, include_revoked=include_revoked)))
+    click.echo(render_tokens(rows, as_json=as_json), nl=False)
+
+
+@tokens.command("revoke")
+@click.argument("name")
+@DSN_OPTION
+def tokens_revoke(name: str, dsn: str | None) -> None:
+    """Revoke a token: it stops working at once, on every server."""
+    from timedb.db import tokens as store
+
+    conninfo = _dsn(dsn)
+    _call(lambda: store.using(conninfo, lambda c: store.revoke(c, name)))
+    click.echo(f"Token {name!r} revoked.", err=True)
+
+
+def _call(action: Callable[[], T]) -> T:
+    """A library call's result; TimedbError becomes `Error: ...` and exit 1."""
+    try:
+        return action()
     except TimedbError as exc:
         raise click.ClickException(exc.detail) from None

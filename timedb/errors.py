@@ -78,6 +78,26 @@ class PointNotFound(NotFound):
     type = "/problems/point-not-found"
 
 
+class Unauthorized(TimedbError):
+    """The request needs a valid access token (Authorization: Bearer tdb_...)."""
+
+    status = 401
+    title = "Unauthorized"
+    type = "/problems/unauthorized"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["WWW-Authenticate"] = 'Bearer realm="timedb"'
+
+
+class Forbidden(TimedbError):
+    """The access token does not allow this request."""
+
+    status = 403
+    title = "Forbidden"
+    type = "/problems/forbidden"
+
+
 class NotAcceptable(TimedbError):
     """None of the available media types satisfies the Accept header."""
 

@@ -321,6 +321,22 @@ def _row_columns(items: list[LooseBulkRow]) -> bc.RowColumns:
     return bc.RowColumns(keys, key, vt, vte, value, kt)
 
 
+def point_columns(points: Points, series_id: int, known_time: datetime | None) -> bc.RowColumns:
+    """The (validated) points of POST /values as the columns of one series' rows: the same
+    column-at-a-time path as POST /values/bulk (skip_unchanged compares in Arrow)."""
+    parts: list[bc.RowColumns] = []
+    for piece in points.split(points.raw):
+        items = _LOOSE_ROWS.decode(piece)  # (a point's fields are a subset of a row's)
+        if items:
+            for item in items:
+                item.series_id = series_id
+            parts.append(_row_columns(items))
+    columns = bc.concat(parts)
+    if known_time is not None:
+        columns.known_time = pa.array([bc.micros(known_time)] * len(columns), pa.int64())
+    return columns
+
+
 def points(raw: memoryview) -> Points:
     """The `data` array of POST /values."""
     return Sliced(raw, "data", _split_points, _FAST_POINTS, _TEXT_POINTS, _point, _text_point)

@@ -108,6 +108,11 @@ class Settings:
     client_timeout: float = 30.0
     # how long an Idempotency-Key is remembered
     idempotency_ttl: float = 86400.0
+    # access control (timedb.auth): "tokens" (required), "none" (off) or "auto" (TIMEDB_AUTH
+    # unset: loopback clients only while no token exists, tokens required once one does)
+    auth: str = "auto"
+    # origins allowed to call the API from a browser (CORS); empty: no CORS headers
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -132,4 +137,18 @@ class Settings:
             lock_timeout=read_duration(env, "TIMEDB_LOCK_TIMEOUT", d.lock_timeout),
             client_timeout=read_duration(env, "TIMEDB_CLIENT_TIMEOUT", d.client_timeout),
             idempotency_ttl=read_duration(env, "TIMEDB_IDEMPOTENCY_TTL", d.idempotency_ttl),
+            auth=_auth(env.get("TIMEDB_AUTH", "")),
+            cors_origins=tuple(o.strip() for o in env.get("TIMEDB_CORS_ORIGINS", "").split(",") if o.strip()),
         )
+
+
+AUTH_MODES = ("tokens", "none")
+
+
+def _auth(raw: str) -> str:
+    raw = raw.strip().lower()
+    if not raw:
+        return "auto"
+    if raw not in AUTH_MODES:
+        raise ConfigError(f"TIMEDB_AUTH must be 'tokens' or 'none' (or unset), got {raw!r}")
+    return raw

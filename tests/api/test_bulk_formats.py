@@ -25,7 +25,7 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import free_port, server_env, start_process, stop_process
-from tests.helpers import assert_problem, make_series
+from tests.helpers import LOCAL, assert_problem, make_series
 from timedb import bulk_columns, points
 from timedb.app import create_app
 from timedb.db.schema import TABLES
@@ -719,7 +719,7 @@ def test_idempotency_key_covers_the_query_parameters(client, clean_db, fmt):
 @pytest.fixture(scope="module")
 def small_client(make_database) -> Iterator[Any]:
     app = create_app(Settings(dsn=make_database(), validate_responses=True, max_body_bytes=1000))
-    with app.test_client() as c:
+    with app.test_client(**LOCAL) as c:
         yield c
 
 
@@ -756,7 +756,7 @@ def impatient_server(make_database) -> Iterator[str]:
 def test_a_stalled_body_is_408(impatient_server, fmt):
     port = int(impatient_server.rsplit(":", 1)[1])
     raw = encode(fmt, rows_of(1, 3))
-    head = (f"POST /values/bulk HTTP/1.1\r\nHost: test\r\nContent-Type: {MEDIA[fmt]}\r\n"
+    head = (f"POST /values/bulk HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {MEDIA[fmt]}\r\n"
             f"Content-Length: {len(raw)}\r\n\r\n").encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         t0 = time.monotonic()

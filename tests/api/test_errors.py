@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.helpers import assert_problem, make_series
+from tests.helpers import LOCAL, assert_problem, make_series
 from timedb.app import create_app
 from timedb.settings import Settings
 
@@ -215,7 +215,7 @@ def test_chunked_invalid_body_is_400(live):
 @pytest.fixture(scope="module")
 def small_client(make_database) -> Iterator[Any]:
     app = create_app(Settings(dsn=make_database(), validate_responses=True, max_body_bytes=1000))
-    with app.test_client() as c:
+    with app.test_client(**LOCAL) as c:
         yield c
 
 
@@ -247,7 +247,7 @@ def test_chunked_body_over_limit_is_413(small_client):
 @pytest.fixture(scope="module")
 def schemaless_client(make_database) -> Iterator[Any]:
     app = create_app(Settings(dsn=make_database(with_tables=False), validate_responses=True))
-    with app.test_client() as c:
+    with app.test_client(**LOCAL) as c:
         yield c
 
 
@@ -293,7 +293,7 @@ def doomed(make_database, server_dsn) -> Iterator[tuple[Any, str]]:
     dsn = make_database()
     app = create_app(Settings(dsn=dsn, validate_responses=True, pool_min_size=2, pool_max_size=3,
                               pool_timeout=1.0))
-    with app.test_client() as c:
+    with app.test_client(**LOCAL) as c:
         assert c.get("/series").status_code == 200
         assert c.get("/readyz").status_code == 200
         yield c, dbname(dsn)
@@ -318,7 +318,7 @@ def survivor(make_database) -> Iterator[tuple[Any, str]]:
     """A client on its own fresh database with the default pool timeout (reconnects take time)."""
     dsn = make_database()
     app = create_app(Settings(dsn=dsn, validate_responses=True, pool_min_size=2, pool_max_size=3))
-    with app.test_client() as c:
+    with app.test_client(**LOCAL) as c:
         assert c.get("/series").status_code == 200
         yield c, dbname(dsn)
 

@@ -61,7 +61,7 @@ def from_csv(text: str) -> tuple[list[str], list[dict[str, Any]]]:
                 rec[name] = float(field) if field else None
             elif name == "tags":
                 rec[name] = json.loads(field) if field else None
-            elif name in ("changed_by", "annotation"):
+            elif name in ("changed_by", "annotation", "inserted_by"):
                 rec[name] = field or None  # (csv cannot tell "" from null: see test_empty_text_*)
             else:
                 rec[name] = field
@@ -98,7 +98,7 @@ def typed_csv(data: bytes, tz: str = "UTC") -> pa.Table:
     """A CSV answer read by pyarrow with types: timestamps (with offsets) as instants."""
     names = data.split(b"\n", 1)[0].decode().split(",")
     types = {n: pa.timestamp("us", tz=tz) for n in names if n in TIMES}
-    types.update({n: pa.utf8() for n in names if n in ("changed_by", "annotation", "tags")})
+    types.update({n: pa.utf8() for n in names if n in ("changed_by", "annotation", "inserted_by", "tags")})
     return pcsv.read_csv(io.BytesIO(data), parse_options=pcsv.ParseOptions(newlines_in_values=True),
                          convert_options=pcsv.ConvertOptions(column_types=types, null_values=[""],
                                                              strings_can_be_null=True,
@@ -136,7 +136,7 @@ def check_all_formats(doc: dict[str, Any], answers: dict[str, Any], mode: str, m
     columns = {"latest": ["valid_time", "valid_time_end", "value"],
                "versions": ["known_time", "valid_time", "valid_time_end", "value"],
                "audit": ["known_time", "valid_time", "valid_time_end", "change_time", "value", "changed_by",
-                         "annotation", "tags", "batch_id"]}[mode]
+                         "annotation", "tags", "batch_id", "inserted_by"]}[mode]
     if many:
         columns = ["series_id", *columns]
     # CSV: the same text for every timestamp, the same numbers, tags and text
@@ -161,8 +161,8 @@ def check_all_formats(doc: dict[str, Any], answers: dict[str, Any], mode: str, m
     assert table.column_names == columns
     assert arrow_records(table) == data
     for field in table.schema:
-        expected = {"series_id": pa.int64(), "batch_id": pa.int64(), "value": pa.float64(),
-                    "changed_by": pa.utf8(), "annotation": pa.utf8(), "tags": pa.list_(pa.utf8())}.get(
+        expected = {"series_id": pa.int64(), "batch_id": pa.int64(), "value": pa.float64(), "changed_by": pa.utf8(),
+                    "annotation": pa.utf8(), "inserted_by": pa.utf8(), "tags": pa.list_(pa.utf8())}.get(
             field.name, pa.timestamp("us", tz=tz or "UTC"))
         assert field.type == expected, field
     metadata = table.schema.metadata
@@ -328,7 +328,8 @@ def test_csv_text_of_awkward_values(client):
     sid = forecast(client)
     text = ok(get(client, "csv", series_id=sid, include_updates="true"), CSV).text
     lines = text.split("\n")
-    assert lines[0] == "known_time,valid_time,valid_time_end,change_time,value,changed_by,annotation,tags,batch_id"
+    assert lines[0] == ("known_time,valid_time,valid_time_end,change_time,value,changed_by,annotation,tags,batch_id,"
+                        "inserted_by")
     quoted_annotation = '"' + NASTY.replace('"', '""') + '"'
     assert quoted_annotation in text
     # (tags are stored sorted and lower-cased)

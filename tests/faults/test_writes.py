@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from tests.faults.conftest import Server, backends, wait_until
-from tests.helpers import assert_problem
+from tests.helpers import LOCAL, assert_problem
 
 KT = "2025-01-01T00:00:00+00:00"
 VT = "2025-01-02T00:00:00+00:00"
@@ -441,7 +441,7 @@ def app_client(make_database) -> Iterator[tuple[str, Any]]:
     from timedb.settings import Settings
 
     dsn = make_database()
-    with create_app(Settings(dsn=dsn, validate_responses=True)).test_client() as client:
+    with create_app(Settings(dsn=dsn, validate_responses=True)).test_client(**LOCAL) as client:
         yield dsn, client
 
 

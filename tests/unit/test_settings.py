@@ -58,3 +58,14 @@ def test_bad_durations_name_the_variable(raw):
     with pytest.raises(ConfigError) as err:
         Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_LOCK_TIMEOUT": raw})
     assert "TIMEDB_LOCK_TIMEOUT" in str(err.value)
+
+
+def test_cors_origins_are_off_by_default():
+    assert Settings.from_env({"TIMEDB_DSN": "x"}).cors_origins == ()
+    assert Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_CORS_ORIGINS": " , "}).cors_origins == ()
+
+
+def test_cors_origins_are_a_comma_list_without_spaces_or_empty_items():
+    env = {"TIMEDB_DSN": "x", "TIMEDB_CORS_ORIGINS": " https://app.example ,,http://localhost:5173 , "}
+    assert Settings.from_env(env).cors_origins == ("https://app.example", "http://localhost:5173")
+    assert Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_CORS_ORIGINS": "*"}).cors_origins == ("*",)

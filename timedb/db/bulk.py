@@ -6,7 +6,8 @@ conversions, the skip_unchanged comparison and the duplicate search run in Arrow
 and each fact table gets one binary COPY built column by column (`timedb.db.copy_binary`).
 Nothing is done row by row in SQL or in Python.
 
-Pair, load_current, unchanged and Prepared serve POST /values (one series, rows as tuples).
+Prepared serves POST /values without skip_unchanged (one series, rows as tuples); with it, POST
+/values loads its points as columns (timedb.points.point_columns) through `load`.
 """
 
 from __future__ import annotations
@@ -25,28 +26,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from timedb.bulk_columns import RowColumns, SeriesKey, instant, micros
-from timedb.db import copy_binary
+from timedb.db import caller, copy_binary
 from timedb.db.locks import lock_series
-from timedb.db.series import RESOLVE_MANY
+from timedb.db.series import resolve_statement
 from timedb.errors import AmbiguousSeries, DuplicateValidTime, SeriesNotFound, Unprocessable, VersionConflict
 from timedb.units import Conversion, conversion
 
 SHOWN = 10  # rows or series named in a problem's detail
-
-
-@dataclass
-class Pair:
-    """The rows of one series and known_time (None: the request's write time)."""
-
-    series_id: int
-    known_time: datetime | None
-    rows: int = 0
-    lo: datetime | None = None
-    hi: datetime | None = None
-    stored: int = 0
-    batch_id: int | None = None
-    final_known: datetime | None = None
-    current: dict[datetime, tuple[datetime | None, float | None]] = field(default_factory=dict)
 
 
 def _describe(key: SeriesKey) -> str:
@@ -58,14 +44,15 @@ def _describe(key: SeriesKey) -> str:
 
 def resolve_keys(conn: psycopg.Connection, keys: list[SeriesKey]) -> dict[SeriesKey, dict[str, Any]]:
     """The series of every key, in one statement: 404 listing the keys that match none, 400
-    listing those that match several. Series are never created here."""
+    listing those that match several (series outside the request's scope match no key).
+    Series are never created here."""
     items = [{"idx": i, "series_id": k if isinstance(k, int) else None,
               "name": None if isinstance(k, int) else k[0],
               "labels": None if isinstance(k, int) else dict(k[1])} for i, k in enumerate(keys)]
     found: dict[SeriesKey, list[dict[str, Any]]] = {k: [] for k in keys}
     if items:
         for row in conn.cursor(row_factory=dict_row).execute(
-                RESOLVE_MANY, {"items": Jsonb(items, dumps=lambda o: orjson.dumps(o).decode())}):
+                *resolve_statement(Jsonb(items, dumps=lambda o: orjson.dumps(o).decode()))):
             if row["series_id"] is not None:
                 found[keys[row.pop("idx")]].append(row)
     missing = [k for k, m in found.items() if not m]
@@ -101,26 +88,9 @@ CROSS JOIN LATERAL (
 """
 
 
-def load_current(conn: psycopg.Connection, pairs: list[Pair], overlapping: dict[int, bool]) -> None:
-    """Fill each pair's `current`: what is stored for its valid_times (skip_unchanged)."""
-    if not pairs:
-        return
-    params = {"sids": [p.series_id for p in pairs], "kts": [p.final_known for p in pairs],
-              "lo": [p.lo for p in pairs], "hi": [p.hi for p in pairs],
-              "over": [overlapping[p.series_id] for p in pairs]}
-    for idx, vt, vte, value in conn.execute(CURRENT, params):
-        pairs[idx - 1].current[vt] = (vte, value)
-
-
-def unchanged(pair: Pair, vt: datetime, vte: datetime | None, value: float | None) -> bool:
-    """The row would store what a latest read already shows."""
-    stored = pair.current.get(vt)
-    return stored is not None and stored == (vte, value)
-
-
 CREATE_BATCHES = """
-INSERT INTO batches_table (series_id, workflow_id, batch_start_time, known_time, batch_params)
-SELECT sid, %(workflow_id)s, %(start_time)s, kt, %(batch_params)s
+INSERT INTO batches_table (series_id, workflow_id, batch_start_time, known_time, batch_params, inserted_by)
+SELECT sid, %(workflow_id)s, %(start_time)s, kt, %(batch_params)s, %(inserted_by)s
 FROM unnest(%(sids)s::bigint[], %(kts)s::timestamptz[]) AS b(sid, kt)
 RETURNING batch_id, series_id, known_time
 """
@@ -233,7 +203,7 @@ def _create_batches(conn: psycopg.Connection, pairs: Pairs, overlapping: dict[in
     wanted = [p for p in range(len(pairs)) if overlapping[pairs.series_id[p]] and pairs.stored[p]]
     if not wanted:
         return
-    params = {"workflow_id": workflow_id, "start_time": start_time,
+    params = {"workflow_id": workflow_id, "start_time": start_time, "inserted_by": caller.name(),
               "batch_params": None if batch_params is None else Jsonb(batch_params),
               "sids": [pairs.series_id[p] for p in wanted], "kts": [instant(pairs.known_time[p]) for p in wanted]}
     made = {(sid, micros(kt)): bid for bid, sid, kt in conn.execute(CREATE_BATCHES, params)}
@@ -381,29 +351,15 @@ def _duplicates(sid: pa.Array, vt: pa.Array, kt: pa.Array, in_overlapping: pa.Ar
 
 
 class Prepared:
-    """The points of one request as stored: values converted to the series' unit and, with a
-    pair whose stored state is loaded (skip_unchanged), the unchanged ones left out."""
+    """The points of one POST /values request with their values in the series' unit."""
 
-    def __init__(self, points: Iterable[tuple[datetime, datetime | None, float | None]], convert: Conversion,
-                 pair: Pair | None = None) -> None:
-        self.points, self.convert, self.pair = points, convert, pair
+    def __init__(self, points: Iterable[tuple[datetime, datetime | None, float | None]], convert: Conversion) -> None:
+        self.points, self.convert = points, convert
 
     def __iter__(self) -> Iterator[tuple[datetime, datetime | None, float | None]]:
-        convert, pair = self.convert, self.pair
+        convert = self.convert
+        if convert.identity:
+            yield from self.points
+            return
         for vt, vte, value in self.points:
-            if not convert.identity:
-                value = convert(value)
-            if pair is not None and unchanged(pair, vt, vte, value):
-                continue
-            yield vt, vte, value
-
-    def span(self) -> tuple[datetime, datetime]:
-        """The first and last valid_time."""
-        lo = hi = None
-        for vt, _, _ in self.points:
-            if lo is None or vt < lo:
-                lo = vt
-            if hi is None or vt > hi:
-                hi = vt
-        assert lo is not None and hi is not None
-        return lo, hi
+            yield vt, vte, convert(value)

@@ -168,7 +168,7 @@ def series_query(overlapping: bool, spec: ReadSpec, series: sql.Composable,
     first for versions and audit reads). Columns, by these names: latest (valid_time,
     valid_time_end, value); versions (known_time, valid_time, valid_time_end, value); audit
     (known_time, valid_time, valid_time_end, change_time, value, changed_by, annotation, tags,
-    batch_id). Timestamps are UTC wall times, or instants when spec.out_tz is set."""
+    batch_id, inserted_by). Timestamps are UTC wall times, or instants when spec.out_tz is set."""
     table = sql.Identifier("overlapping" if overlapping else "flat")
     conditions, params = spec.window.where(table)
     conditions = [sql.SQL("t.series_id = {}").format(series), *conditions, *([guard] if guard else [])]
@@ -180,13 +180,17 @@ def series_query(overlapping: bool, spec: ReadSpec, series: sql.Composable,
     value = (sql.SQL("(t.value * {} + {})").format(*convert) if convert is not None else sql.SQL("t.value"))
     if mode is Mode.AUDIT:
         batch = sql.SQL("t.batch_id" if overlapping else "NULL::bigint")
+        # the token that wrote the version (its batch); flat rows have no batch
+        inserted_by, join = ((sql.SQL("b.inserted_by"),
+                              sql.SQL(" LEFT JOIN batches_table b ON b.batch_id = t.batch_id")) if overlapping
+                             else (sql.SQL("NULL::text"), sql.SQL("")))
         query = sql.SQL(
             "SELECT {kt} AS known_time, {vt} AS valid_time, {vte} AS valid_time_end, {ct} AS change_time, "
-            "{value} AS value, t.changed_by, t.annotation, t.tags, {batch} AS batch_id "
-            "FROM {t} t WHERE {w} ORDER BY t.known_time, t.valid_time, t.change_time").format(value=value,
+            "{value} AS value, t.changed_by, t.annotation, t.tags, {batch} AS batch_id, {ins} AS inserted_by "
+            "FROM {t} t{join} WHERE {w} ORDER BY t.known_time, t.valid_time, t.change_time").format(value=value,
             kt=_out(sql.SQL("t.known_time"), spec), vt=_out(sql.SQL("t.valid_time"), spec),
             vte=_out(sql.SQL("t.valid_time_end"), spec), ct=_out(sql.SQL("t.change_time"), spec),
-            batch=batch, t=table, w=where)
+            batch=batch, ins=inserted_by, join=join, t=table, w=where)
         return query, params
     if mode is Mode.LATEST:
         selected = sql.SQL(

@@ -11,7 +11,7 @@ from timedb.db.errors import first_line, translated
 from timedb.db.locks import SCHEMA_LOCK
 
 RETENTION_DEFAULTS = {"short": "6 months", "medium": "3 years", "long": "5 years"}
-TABLES = ("series_table", "batches_table", "flat", "overlapping", "idempotency_keys", "timedb_settings")
+TABLES = ("series_table", "batches_table", "flat", "overlapping", "idempotency_keys", "api_tokens", "timedb_settings")
 
 
 def _sql_file(name: str) -> str:

@@ -14,8 +14,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from timedb.db import tenant
 from timedb.errors import (
     AmbiguousSeries,
+    Forbidden,
     ImmutableField,
     InvalidInput,
     PayloadTooLarge,
@@ -40,7 +42,8 @@ class SeriesFilter:
     labels: dict[str, Any] | None = None
 
     def where(self) -> tuple[sql.Composable, dict[str, Any]]:
-        """A WHERE clause with only the given filters (so plans use the right index)."""
+        """A WHERE clause with only the given filters (so plans use the right index), and the
+        request's label scope: series outside it match no filter."""
         parts: list[sql.Composable] = []
         params: dict[str, Any] = {}
         if self.name is not None:
@@ -55,9 +58,10 @@ class SeriesFilter:
         if self.labels:
             parts.append(sql.SQL("labels @> %(labels)s"))
             params["labels"] = Jsonb(self.labels)
-        if not parts:
-            return sql.SQL("TRUE"), params
-        return sql.SQL(" AND ").join(parts), params
+        scope, scope_params = tenant.condition()
+        params.update(scope_params)
+        where = sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
+        return (sql.Composed([where, scope]) if scope_params else where), params
 
     def describe(self) -> str:
         return ", ".join(
@@ -77,7 +81,10 @@ def create_series(
     overlapping: bool,
     retention: str,
 ) -> tuple[int, bool]:
-    """Create a series or get the one with this (name, labels); atomic under concurrency."""
+    """Create a series or get the one with this (name, labels); atomic under concurrency.
+    Forbidden when the labels lie outside the request's scope (so a series found is inside it)."""
+    if not tenant.contains(labels):
+        raise Forbidden(f"This token may only create series whose labels contain {tenant.describe()}.")
     row = conn.execute(
         """
         INSERT INTO series_table (name, unit, labels, description, overlapping, retention)
@@ -163,9 +170,11 @@ def resolve_one(conn: psycopg.Connection, flt: SeriesFilter) -> dict[str, Any]:
 
 
 def get_by_ids(conn: psycopg.Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
-    """Series rows by id (missing ids are simply absent)."""
+    """Series rows by id (missing ids, and those outside the request's scope, are simply absent)."""
+    scope, params = tenant.condition()
     rows = conn.cursor(row_factory=dict_row).execute(
-        sql.SQL("SELECT {} FROM series_table WHERE series_id = ANY(%s)").format(COLUMNS), (ids,)
+        sql.SQL("SELECT {} FROM series_table WHERE series_id = ANY(%(ids)s){}").format(COLUMNS, scope),
+        {"ids": ids, **params},
     )
     return {r["series_id"]: r for r in rows}
 
@@ -223,15 +232,21 @@ def merge_patch(series: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
 
 def update_series(conn: psycopg.Connection, series_id: int, patch: dict[str, Any]) -> dict[str, Any]:
     """Apply a merge patch to one series (locked while it changes); the series afterwards.
-    SeriesConflict when its new (name, labels) belong to another series."""
+    SeriesConflict when its new (name, labels) belong to another series; Forbidden when they
+    would leave the request's scope."""
+    scope, params = tenant.condition()
     series = conn.cursor(row_factory=dict_row).execute(
-        sql.SQL("SELECT {} FROM series_table WHERE series_id = %s FOR UPDATE").format(COLUMNS), (series_id,)
+        sql.SQL("SELECT {} FROM series_table WHERE series_id = %(series_id)s{} FOR UPDATE").format(COLUMNS, scope),
+        {"series_id": series_id, **params},
     ).fetchone()
     if series is None:
         raise SeriesNotFound(f"No series has series_id={series_id}.")
     merged = merge_patch(series, patch)
     if merged == series:
         return series
+    if not tenant.contains(merged["labels"]):
+        raise Forbidden(f"The patch would move series {series_id} out of this token's scope: its labels must "
+                        f"keep containing {tenant.describe()}.")
     try:
         with conn.transaction(), identity_fits():  # a savepoint: after a clash the other series can be read
             conn.execute(
@@ -255,19 +270,29 @@ def _label(series: dict[str, Any]) -> str:
     return f"{series['name']} (series_id={series['series_id']}{', ' + labels if labels else ''})"
 
 
-# Each item's matches (up to 2: enough to tell 'none', 'one' and 'several'), in one statement.
-RESOLVE_MANY = sql.SQL("""
+# Each item's matches (up to 2: enough to tell 'none', 'one' and 'several'), in one statement;
+# {scope}: the request's label scope (series outside it match nothing), or nothing.
+RESOLVE_TEMPLATE = sql.SQL("""
 SELECT i.idx, m.*
 FROM jsonb_to_recordset(%(items)s) AS i(idx int, series_id bigint, name text, labels jsonb)
 LEFT JOIN LATERAL (
-    (SELECT {columns} FROM series_table s WHERE s.series_id = i.series_id LIMIT 2)
+    (SELECT {columns} FROM series_table s WHERE s.series_id = i.series_id{scope} LIMIT 2)
     UNION ALL
     (SELECT {columns} FROM series_table s
-     WHERE i.series_id IS NULL AND s.name = i.name AND s.labels @> coalesce(i.labels, '{{}}'::jsonb)
+     WHERE i.series_id IS NULL AND s.name = i.name AND s.labels @> coalesce(i.labels, '{{}}'::jsonb){scope}
      ORDER BY s.series_id LIMIT 2)
 ) m ON true
 ORDER BY i.idx, m.series_id
-""").format(columns=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in COLUMN_NAMES))
+""")
+_S_COLUMNS = sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in COLUMN_NAMES)
+RESOLVE_MANY = RESOLVE_TEMPLATE.format(columns=_S_COLUMNS, scope=sql.SQL(""))  # unscoped
+
+
+def resolve_statement(items: Jsonb) -> tuple[sql.Composed, dict[str, Any]]:
+    """RESOLVE_MANY for these items (each {idx, series_id, name, labels}), within the request's scope."""
+    scope, params = tenant.condition("s.labels")
+    query = RESOLVE_TEMPLATE.format(columns=_S_COLUMNS, scope=scope) if params else RESOLVE_MANY
+    return query, {"items": items, **params}
 
 
 def resolve_many(conn: psycopg.Connection, items: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
@@ -277,8 +302,7 @@ def resolve_many(conn: psycopg.Connection, items: list[dict[str, Any]], limit: i
         raise PayloadTooLarge(f"A request may read at most {limit} series; this one lists {len(items)}.")
     payload = [{"idx": i, "series_id": it.get("series_id"), "name": it.get("name"), "labels": it.get("labels")}
                for i, it in enumerate(items)]
-    rows = conn.cursor(row_factory=dict_row).execute(
-        RESOLVE_MANY, {"items": Jsonb(payload, dumps=_dumps)}).fetchall()
+    rows = conn.cursor(row_factory=dict_row).execute(*resolve_statement(Jsonb(payload, dumps=_dumps))).fetchall()
     matches: list[list[dict[str, Any]]] = [[] for _ in items]
     for row in rows:
         if row["series_id"] is not None:
@@ -369,7 +393,9 @@ NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('series_table', 'series_id')) 
 def create_many(conn: psycopg.Connection, items: list[NewSeries]) -> list[tuple[int, bool]]:
     """Get or create every series, as create_series would one by one in this order:
     (series_id, created) per item. All or nothing: a SeriesConflict lists every item whose
-    attributes differ from the stored series', or from an earlier item's with its identity."""
+    attributes differ from the stored series', or from an earlier item's with its identity.
+    Forbidden listing every item whose labels lie outside the request's scope."""
+    _refuse_outside(items)
     first: dict[tuple[str, frozenset[tuple[str, str]]], int] = {}
     for i, item in enumerate(items):
         first.setdefault(item.identity(), i)
@@ -395,6 +421,16 @@ def create_many(conn: psycopg.Connection, items: list[NewSeries]) -> list[tuple[
         else:
             results.append((new_ids[f], i == f))
     return results
+
+
+def _refuse_outside(items: list[NewSeries]) -> None:
+    """Forbidden listing the items whose labels do not contain the request's scope."""
+    errors: list[dict[str, Any]] = [
+        {"index": i, "message": f"series[{i}]: labels {item.labels} do not contain {tenant.describe()}."}
+        for i, item in enumerate(items) if not tenant.contains(item.labels)]
+    if errors:
+        what = f"Items outside this token's scope (labels must contain {tenant.describe()})"
+        raise Forbidden(items_detail(errors, len(items), what), errors=errors)
 
 
 def _stored(conn: psycopg.Connection, items: list[NewSeries], indexes: list[int]) -> dict[int, dict[str, Any]]:

@@ -23,7 +23,7 @@ COLUMNS = {
     Mode.LATEST: ("valid_time", "valid_time_end", "value"),
     Mode.VERSIONS: ("known_time", "valid_time", "valid_time_end", "value"),
     Mode.AUDIT: ("known_time", "valid_time", "valid_time_end", "change_time", "value", "changed_by",
-                 "annotation", "tags", "batch_id"),
+                 "annotation", "tags", "batch_id", "inserted_by"),
 }
 # seconds a COPY being cancelled may take to end before its connection is closed instead
 CLOSE_TIMEOUT = 10.0

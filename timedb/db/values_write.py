@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from timedb.db import caller
 from timedb.errors import DuplicateValidTime, VersionConflict
 
 # (valid_time, valid_time_end, value)
@@ -55,12 +56,12 @@ def insert_flat(conn: psycopg.Connection, series_id: int, points: Points,
 # A default known_time is the write time, moved on by microseconds in the (clock stepped back)
 # case that a batch of the series already holds it: default known times never collide.
 CREATE_BATCH = """
-INSERT INTO batches_table (series_id, workflow_id, batch_start_time, known_time, batch_params)
+INSERT INTO batches_table (series_id, workflow_id, batch_start_time, known_time, batch_params, inserted_by)
 VALUES (%(series_id)s, %(workflow_id)s, %(start_time)s, coalesce(%(known_time)s, (
     SELECT t FROM generate_series(0, 999) AS n,
                   LATERAL (SELECT %(write_time)s::timestamptz + n * interval '1 microsecond' AS t) AS c
     WHERE NOT EXISTS (SELECT 1 FROM batches_table b WHERE b.series_id = %(series_id)s AND b.known_time = c.t)
-    LIMIT 1)), %(batch_params)s)
+    LIMIT 1)), %(batch_params)s, %(inserted_by)s)
 RETURNING batch_id, known_time
 """
 
@@ -79,7 +80,7 @@ def create_batch(
     row = conn.execute(CREATE_BATCH, {
         "series_id": series_id, "workflow_id": workflow_id, "start_time": start_time,
         "known_time": known_time, "write_time": write_time,
-        "batch_params": None if batch_params is None else Jsonb(batch_params),
+        "batch_params": None if batch_params is None else Jsonb(batch_params), "inserted_by": caller.name(),
     }).fetchone()
     assert row is not None
     return row[0], row[1]

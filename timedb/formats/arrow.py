@@ -29,6 +29,7 @@ _TAGS_SCHEMA = pa.schema([("t", _TAGS)])
 _TYPES: dict[str, tuple[pa.DataType, bool]] = {
     "series_id": (pa.int64(), False), "value": (pa.float64(), True), "changed_by": (pa.utf8(), True),
     "annotation": (pa.utf8(), True), "tags": (_TAGS, True), "batch_id": (pa.int64(), True),
+    "inserted_by": (pa.utf8(), True),
 }
 _NULLABLE_TIMES = {"valid_time_end"}
 

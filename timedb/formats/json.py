@@ -45,11 +45,12 @@ def _versions_many(rows: Rows) -> list[dict[str, Any]]:
 
 
 def _audit_record(kt: Any, vt: Any, vte: Any, ct: Any, v: Any, by: Any, ann: Any, tags: Any,
-                  batch: Any) -> dict[str, Any]:
+                  batch: Any, inserted_by: Any) -> dict[str, Any]:
     rec: dict[str, Any] = {"known_time": kt, "valid_time": vt}
     if vte is not None:
         rec["valid_time_end"] = vte
-    rec.update(change_time=ct, value=v, changed_by=by, annotation=ann, tags=tags, batch_id=batch)
+    rec.update(change_time=ct, value=v, changed_by=by, annotation=ann, tags=tags, batch_id=batch,
+               inserted_by=inserted_by)
     return rec
 
 

@@ -44,3 +44,11 @@ def parse_labels(raw: str | None) -> dict[str, Any] | None:
     if too_deep(labels, MAX_DEPTH):  # (stored labels are flat: such a filter matches nothing)
         raise InvalidInput(f"labels nests deeper than {MAX_DEPTH} levels.")
     return labels
+
+
+def token_caller() -> tuple[str, str] | None:
+    """(token name, scope) of the request, or None when it came without a token (an open server)."""
+    from connexion.context import context
+
+    info = context.get("token_info") or {}
+    return (info["sub"], info["scope"]) if info.get("sub") else None

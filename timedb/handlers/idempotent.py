@@ -9,7 +9,7 @@ import orjson
 from connexion import request
 from starlette.responses import Response
 
-from timedb.db import idempotency
+from timedb.db import idempotency, tenant
 from timedb.db.pool import Connection, in_transaction
 from timedb.handlers.context import pool, settings
 from timedb.validation import FINGERPRINT_KEY, IDEMPOTENCY_HEADER
@@ -23,7 +23,7 @@ def respond_once(work: Callable[[Connection], Any]) -> Response:
     answer again (header `Idempotent-Replayed: true`) and stores nothing; a failed request
     stores no key, so its retry runs again.
     """
-    key = request.headers.get(IDEMPOTENCY_HEADER)
+    key = tenant.namespaced(request.headers.get(IDEMPOTENCY_HEADER))  # (one tenant never replays another's)
     fingerprint = request.scope.get("state", {}).get(FINGERPRINT_KEY, b"")
     ttl = settings().idempotency_ttl
 

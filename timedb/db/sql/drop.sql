@@ -1,2 +1,3 @@
 -- Remove every timedb table (data included).
-DROP TABLE IF EXISTS idempotency_keys, overlapping, flat, batches_table, series_table, timedb_settings CASCADE;
+DROP TABLE IF EXISTS api_tokens, idempotency_keys, overlapping, flat, batches_table, series_table, timedb_settings CASCADE;
+DROP FUNCTION IF EXISTS timedb_tokens_changed() CASCADE;
