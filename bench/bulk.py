@@ -23,7 +23,7 @@ KNOWN = datetime(2020, 12, 31, 6, tzinfo=UTC)
 
 
 def _encode(method: str, path: str, body: bytes, content_type: str) -> bytes:
-    head = (f"{method} {path} HTTP/1.1\r\nHost: bench\r\nAccept: */*\r\nContent-Type: {content_type}\r\n"
+    head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
 

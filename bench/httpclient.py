@@ -52,7 +52,7 @@ class Client:
             pass
 
     @staticmethod
-    def encode(method: str, path: str, body: bytes | None = None, host: str = "bench",
+    def encode(method: str, path: str, body: bytes | None = None, host: str = "127.0.0.1",
                authorization: str | None = None) -> bytes:
         """The request bytes (send the same bytes many times without re-encoding)."""
         head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n"
