@@ -24,6 +24,7 @@ CORS_EXPOSED_HEADERS = ("Link", "Idempotent-Replayed", "Retry-After", "WWW-Authe
 
 # every response: a browser never guesses a type (a JSON or CSV body is never run as HTML)
 ALL_RESPONSES = {"X-Content-Type-Options": "nosniff"}
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 # HTML pages only (with a CSP): no framing (clickjacking), no Referer from the doc pages
 HTML_PAGES = {"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 # no network outside this server, no framing, no <base> or plugin tricks; inline scripts
@@ -95,12 +96,18 @@ class SecurityHeaders:
 
         async def send_(message: Any) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                headers = MutableHeaders(scope=message)
-                headers.update(ALL_RESPONSES)
-                if headers.get("content-type", "").startswith("text/html"):
-                    headers.update(HTML_PAGES)
-                    headers["content-security-policy"] = self.policy(scope)
+                raw = list(message.get("headers", ()))
+                html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in raw)
+                if not html and not any(k.lower() == NOSNIFF[0] for k, _ in raw):
+                    # (the API's answers, by far the most: one header appended, no parsing)
+                    message = {**message, "headers": [*raw, NOSNIFF]}
+                else:
+                    message.setdefault("headers", [])
+                    headers = MutableHeaders(scope=message)
+                    headers.update(ALL_RESPONSES)
+                    if html:
+                        headers.update(HTML_PAGES)
+                        headers["content-security-policy"] = self.policy(scope)
             await send(message)
 
         await self.app(scope, receive, send_)
