@@ -138,6 +138,14 @@ def test_no_dsn_exits_with_one_clear_line(name, tmp_path):
     assert proc.stdout.strip() == ""
 
 
+def test_pool_sizes_that_cannot_work_exit_with_one_line(tmp_path):
+    proc, _ = run_briefly([*exe("uvicorn"), "timedb.api:app", "--port", str(free_port())],
+                          server_env(UNREACHABLE, TIMEDB_POOL_MIN_SIZE="20", TIMEDB_POOL_MAX_SIZE="10"), cwd=tmp_path)
+    assert proc.returncode != 0
+    err = lines(proc.stderr)
+    assert len(err) == 1 and "TIMEDB_POOL_MIN_SIZE (20)" in err[0] and "TIMEDB_POOL_MAX_SIZE (10)" in err[0], err
+
+
 def test_timedb_api_unreachable_database_exits_fast(tmp_path):
     proc, seconds = run_briefly([*exe("timedb"), "api", "--port", str(free_port())],
                                 server_env(UNREACHABLE), cwd=tmp_path)

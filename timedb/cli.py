@@ -150,8 +150,7 @@ def create_tables_cmd(dsn: str | None, schema: str | None, retention: str | None
         click.echo(f"  Connection: {_short(conninfo)}")
         if schema:
             click.echo(f"  Schema:     {schema}")
-        if not click.confirm("Continue?", default=False):
-            click.echo("Aborted.")
+        if not _confirmed("Continue?"):
             return
     _run(lambda: ddl.create_tables(conninfo, schema, tiers))
     click.echo("Schema created successfully!" + (f" (schema {schema})" if schema else ""))
@@ -171,11 +170,22 @@ def delete_tables_cmd(dsn: str | None, schema: str | None, yes: bool) -> None:
         click.echo(f"  Connection: {_short(conninfo)}")
         if schema:
             click.echo(f"  Schema:     {schema}")
-        if not click.confirm("Are you sure? This cannot be undone.", default=False):
-            click.echo("Aborted.")
+        if not _confirmed("Are you sure? This cannot be undone."):
             return
     _run(lambda: ddl.delete_tables(conninfo, schema))
     click.echo("All timedb tables deleted.")
+
+
+def _confirmed(question: str) -> bool:
+    """Ask (default No); a No, or no answer at all (stdin closed: click's Abort), prints
+    `Aborted.` and is a user abort: exit code 0, as the README says."""
+    try:
+        if click.confirm(question, default=False):
+            return True
+    except click.Abort:
+        click.echo()
+    click.echo("Aborted.")
+    return False
 
 
 def _run(action: object) -> None:

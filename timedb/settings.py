@@ -122,7 +122,7 @@ class Settings:
         if not dsn:
             raise ConfigError(MISSING_DSN)
         d = cls(dsn="")
-        return cls(
+        settings = cls(
             dsn=dsn,
             pool_min_size=_int(env, "TIMEDB_POOL_MIN_SIZE", d.pool_min_size),
             pool_max_size=_int(env, "TIMEDB_POOL_MAX_SIZE", d.pool_max_size),
@@ -140,6 +140,10 @@ class Settings:
             auth=_auth(env.get("TIMEDB_AUTH", "")),
             cors_origins=tuple(o.strip() for o in env.get("TIMEDB_CORS_ORIGINS", "").split(",") if o.strip()),
         )
+        if not 0 <= settings.pool_min_size <= settings.pool_max_size or settings.pool_max_size < 1:
+            raise ConfigError(f"TIMEDB_POOL_MIN_SIZE ({settings.pool_min_size}) must lie between 0 and "
+                              f"TIMEDB_POOL_MAX_SIZE ({settings.pool_max_size}), which must be at least 1")
+        return settings
 
 
 AUTH_MODES = ("tokens", "none")

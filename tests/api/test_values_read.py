@@ -77,10 +77,15 @@ def test_flat_include_updates_has_null_batch_id(client):
     assert [(r["known_time"], r["value"], r["batch_id"]) for r in data] == [(KT1, 1.0, None), (KT2, 2.0, None)]
 
 
-def test_include_updates_wins_over_versions(client):
+def test_versions_and_include_updates_together_are_a_400(client):
+    """Two read modes at once: a 400 naming both (it used to pick include_updates silently)."""
     sid, _, _ = forecast(client)
-    data = read(client, series_id=sid, versions=True, include_updates=True)
-    assert len(data) == 4 and all("change_time" in r for r in data)
+    resp = client.get("/values", params={"series_id": sid, "versions": "true", "include_updates": "true"})
+    problem = assert_problem(resp, 400)
+    assert "versions" in problem["detail"] and "include_updates" in problem["detail"]
+    # either one alone, or one of them false, still reads
+    assert len(read(client, series_id=sid, versions=True, include_updates=False)) == 4
+    assert len(read(client, series_id=sid, versions=False, include_updates=True)) == 4
 
 
 def test_empty_series_reads_count_zero(client):

@@ -290,6 +290,17 @@ def test_create_prompt_abort(fresh, answer):
     assert tables(fresh) == set()
 
 
+@pytest.mark.parametrize("command", ["create", "delete"])
+def test_prompt_with_stdin_closed_is_an_abort(fresh, command):
+    """No answer at all (stdin at its end, e.g. `< /dev/null` in a script) is a No: exit 0."""
+    assert run("create", "tables", "-y", "-d", fresh).exit_code == 0
+    proc = subprocess.run([sys.executable, "-m", "timedb", command, "tables", "-d", fresh],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert "Aborted." in proc.stdout and "Aborted!" not in proc.stdout + proc.stderr
+    assert tables(fresh) == set(TABLES)
+
+
 def test_create_prompt_yes(fresh):
     result = run("create", "tables", "-d", fresh, "-s", "s1", input="y\n")
     assert result.exit_code == 0, result.output

@@ -69,3 +69,15 @@ def test_cors_origins_are_a_comma_list_without_spaces_or_empty_items():
     env = {"TIMEDB_DSN": "x", "TIMEDB_CORS_ORIGINS": " https://app.example ,,http://localhost:5173 , "}
     assert Settings.from_env(env).cors_origins == ("https://app.example", "http://localhost:5173")
     assert Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_CORS_ORIGINS": "*"}).cors_origins == ("*",)
+
+
+@pytest.mark.parametrize(("low", "high"), [("11", "10"), ("-1", "10"), ("0", "0")])
+def test_pool_sizes_that_cannot_work_are_one_line(low, high):
+    with pytest.raises(ConfigError, match="TIMEDB_POOL_MIN_SIZE") as caught:
+        Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_POOL_MIN_SIZE": low, "TIMEDB_POOL_MAX_SIZE": high})
+    assert "\n" not in str(caught.value)
+
+
+def test_pool_sizes_that_work():
+    settings = Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_POOL_MIN_SIZE": "0", "TIMEDB_POOL_MAX_SIZE": "1"})
+    assert (settings.pool_min_size, settings.pool_max_size) == (0, 1)

@@ -82,6 +82,9 @@ def read_values(name: str | None = None, labels: str | None = None, series_id: i
                 **params: Any) -> Response:
     """Read one series: latest values, every version, or the full audit trail."""
     flt = SeriesFilter(name=name, series_id=series_id, labels=parse_labels(labels))
+    if versions and include_updates:  # (two modes: say which, never pick one silently)
+        raise InvalidInput("versions and include_updates are two read modes: give one of them (include_updates=true "
+                           "is the audit trail, versions=true every version without corrections' details).")
     mode = Mode.AUDIT if include_updates else Mode.VERSIONS if versions else Mode.LATEST
     fmt = negotiate(format, request.headers.get("accept"))
     for given_by_security in ("user", "token_info"):  # (Connexion passes these to a **params handler)
