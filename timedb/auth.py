@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import anyio.to_thread
@@ -100,10 +101,19 @@ class TokenCache:
         with self.lock:
             self.used[token.secret_hash] = datetime.now(UTC)
 
+    def any_active_in_memory(self) -> bool | None:
+        """Whether an active token exists, from the copy; None when the copy is not trusted."""
+        if not self.synced:
+            return None
+        if not self.by_hash:
+            return False
+        now = datetime.now(UTC)
+        return any(t.expires_at is None or t.expires_at > now for t in self.by_hash.values())
+
     async def any_active(self) -> bool:
-        if self.synced:
-            now = datetime.now(UTC)
-            return any(t.expires_at is None or t.expires_at > now for t in self.by_hash.values())
+        known = self.any_active_in_memory()
+        if known is not None:
+            return known
         return bool(await anyio.to_thread.run_sync(self._any_in_database))
 
     async def lookup(self, secret: str) -> store.Token | None:
@@ -146,6 +156,7 @@ def start(pool: Pool, settings: Settings) -> tuple[TokenCache, store.Listener | 
     return cache, listener
 
 
+@lru_cache(maxsize=1024)
 def names_this_machine(host: str | None) -> bool:
     """The Host header names the loopback interface (localhost, 127.x.x.x, [::1]), with any
     port. A page of another site that reaches the server through DNS rebinding sends its own
@@ -166,12 +177,20 @@ def names_this_machine(host: str | None) -> bool:
 
 
 def is_loopback(client: Any) -> bool:
-    if not client:
-        return False
+    return bool(client) and _loopback_address(str(client[0]))
+
+
+@lru_cache(maxsize=1024)
+def _loopback_address(host: str) -> bool:
     try:
-        return ipaddress.ip_address(str(client[0])).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+async def _any_active(cache: TokenCache) -> bool:
+    known = cache.any_active_in_memory()
+    return known if known is not None else await cache.any_active()
 
 
 async def authorize(request: Any, needed: str) -> dict[str, Any]:
@@ -185,7 +204,7 @@ async def authorize(request: Any, needed: str) -> dict[str, Any]:
     cache: TokenCache = state["tokens"]
     header = request.headers.get("authorization")
     if not header:
-        if settings.auth == "auto" and not await cache.any_active():
+        if settings.auth == "auto" and not await _any_active(cache):
             if is_loopback(request.scope.get("client")):
                 if names_this_machine(request.headers.get("host")):
                     return OPEN
