@@ -136,3 +136,14 @@ def live(live_server: str, clean_db: str) -> Iterator[httpx.Client]:
     """An HTTP client for the live server, on an empty database."""
     with httpx.Client(base_url=live_server, timeout=60) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Headless Chromium's path (tests/test_docs_*.py); skips when it is not installed."""
+    from tests.browser import chromium_path
+
+    path = chromium_path()
+    if path is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium); the JS doc UIs cannot be rendered")
+    return path

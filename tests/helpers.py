@@ -79,3 +79,11 @@ def parallel(base_url: str, calls: list[Callable[[httpx.Client], httpx.Response]
 def posts(base_url: str, path: str, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
     """POST every body to path at once (parallel)."""
     return parallel(base_url, [lambda c, b=b: c.post(path, json=b) for b in bodies])
+
+
+def table_rows(dsn: str, tables: tuple[str, ...]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of these tables, in id order: what 'nothing was stored' compares."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.browser import chromium_path, render_dom
+from tests.browser import render_dom
 
 SPEC_FILE = Path(__file__).resolve().parent.parent / "openapi" / "timedb.yaml"
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
@@ -25,14 +25,6 @@ def spec() -> dict:
 def operations(spec: dict) -> list[tuple[str, str, dict]]:
     return [(path, method, op) for path, item in spec["paths"].items()
             for method, op in item.items() if method in METHODS]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = chromium_path()
-    if path is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium); the JS doc UIs cannot be rendered")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -110,10 +110,7 @@ class TokenCache:
         now = datetime.now(UTC)
         return any(t.expires_at is None or t.expires_at > now for t in self.by_hash.values())
 
-    async def any_active(self) -> bool:
-        known = self.any_active_in_memory()
-        if known is not None:
-            return known
+    async def any_active_in_database(self) -> bool:
         return bool(await anyio.to_thread.run_sync(self._any_in_database))
 
     async def lookup(self, secret: str) -> store.Token | None:
@@ -188,11 +185,6 @@ def _loopback_address(host: str) -> bool:
         return False
 
 
-async def _any_active(cache: TokenCache) -> bool:
-    known = cache.any_active_in_memory()
-    return known if known is not None else await cache.any_active()
-
-
 async def authorize(request: Any, needed: str) -> dict[str, Any]:
     """The caller of a protected operation (token_info), or a 401/403 problem."""
     state = request.scope.get("state", {})
@@ -204,7 +196,10 @@ async def authorize(request: Any, needed: str) -> dict[str, Any]:
     cache: TokenCache = state["tokens"]
     header = request.headers.get("authorization")
     if not header:
-        if settings.auth == "auto" and not await _any_active(cache):
+        active = cache.any_active_in_memory() if settings.auth == "auto" else True
+        if active is None:
+            active = await cache.any_active_in_database()
+        if not active:
             if is_loopback(request.scope.get("client")):
                 if names_this_machine(request.headers.get("host")):
                     return OPEN

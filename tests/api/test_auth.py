@@ -15,13 +15,14 @@ import psycopg
 import pytest
 
 from tests.conftest import free_port, server_env, start_process, stop_process
-from tests.helpers import LOCAL, assert_problem
+from tests.helpers import LOCAL, assert_problem, table_rows
 from timedb.app import create_app
 from timedb.db import tokens as store
 from timedb.settings import Settings
 
 REMOTE = ("203.0.113.7", 40000)  # a documentation address: not this machine
 SECRET = re.compile(r"^tdb_[A-Za-z0-9_-]{43}$")
+TABLES_WRITTEN = ("series_table", "batches_table", "flat", "overlapping")
 PUBLIC = ["/", "/healthz", "/readyz", "/openapi.json", "/docs/", "/redoc"]
 
 
@@ -187,17 +188,11 @@ def test_each_scope_allows_what_it_names(scoped, scope):
 def test_refused_writes_change_nothing(scoped, auto_dsn):
     c = scoped["client"]
     _call(c, "POST", "/series", {"name": "wind", "labels": {"site": "a"}}, scoped["admin"])
-    before = _tables(auto_dsn)
+    before = table_rows(auto_dsn, TABLES_WRITTEN)
     for method, path, body in WRITES:
         for secret in (None, "tdb_" + "x" * 43, scoped["read"]):
             assert _call(c, method, path, body, secret).status_code in (401, 403)
-    assert _tables(auto_dsn) == before
-
-
-def _tables(dsn: str) -> dict[str, list[Any]]:
-    with psycopg.connect(dsn) as conn:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
-                for t in ("series_table", "batches_table", "flat", "overlapping")}
+    assert table_rows(auto_dsn, TABLES_WRITTEN) == before
 
 
 @pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "tdb_abc", "Bearer tdb_unknown"])

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import assert_problem, insert, make_series, posts, read
+from tests.helpers import assert_problem, insert, make_series, posts, read, table_rows
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 KT1 = "2024-12-31T06:00:00+00:00"
@@ -173,7 +173,7 @@ def sql(dsn: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
 
 def snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of batches_table and the fact tables: what 'nothing was stored' compares."""
-    return {t: sql(dsn, f"SELECT * FROM {t} ORDER BY 1") for t in FACT_TABLES}
+    return table_rows(dsn, FACT_TABLES)
 
 
 def batch_count(dsn: str, sid: int) -> int:

@@ -13,7 +13,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -200,7 +200,7 @@ class Listener:
         self.changed(conn)  # (listening now: load what may have changed before)
         flushed = time.monotonic()
         while not self.stopping.is_set():
-            for _ in _notifies(conn, timeout=HEARTBEAT):
+            if _notified(conn, timeout=HEARTBEAT):
                 self.changed(conn)
             conn.execute("SELECT 1")  # (a connection that died silently fails here, not in a minute)
             self.alive()
@@ -211,12 +211,13 @@ class Listener:
         return True
 
 
-def _notifies(conn: psycopg.Connection, timeout: float) -> Iterator[psycopg.Notify]:
-    """The notifications that arrive within `timeout` seconds (several at once: one reload)."""
-    got = list(conn.notifies(timeout=timeout, stop_after=1))
-    if got:
-        got += list(conn.notifies(timeout=0.01))
-        yield got[-1]
+def _notified(conn: psycopg.Connection, timeout: float) -> bool:
+    """A notification arrived within `timeout` seconds (those queued right behind it are taken
+    too: several changes, one reload)."""
+    if not list(conn.notifies(timeout=timeout, stop_after=1)):
+        return False
+    list(conn.notifies(timeout=0.01))
+    return True
 
 
 def _delivers(conn: psycopg.Connection) -> bool:
