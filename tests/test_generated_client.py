@@ -25,7 +25,7 @@ PACKAGE = "timedb_client"
 TEXT_BODIES = ("application/x-ndjson", "text/csv")
 
 OPERATIONS = {
-    "meta": {"get_api_info", "get_health", "get_readiness"},
+    "meta": {"get_api_info", "get_health", "get_readiness", "get_metrics"},
     "series": {"create_series", "list_series", "list_labels", "count_series", "create_series_bulk", "get_series",
                "update_series"},
     "values": {"insert_values", "read_values", "update_records", "query_values", "insert_bulk"},

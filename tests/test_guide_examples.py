@@ -62,7 +62,7 @@ def test_root_lists_the_endpoints_of_the_overview(live):
 @pytest.mark.parametrize(("method", "path"), OVERVIEW)
 def test_every_overview_endpoint_exists(live, method, path):
     resp = live.request(method, path, params={"label_key": "site"} if path == "/series/labels" else None)
-    unrouted = resp.status_code == 405 or (resp.status_code == 404 and resp.json()["type"] == "about:blank")
+    unrouted = resp.status_code == 405 or (resp.status_code == 404 and resp.json()["type"] == "/problems/not-found")
     assert not unrouted, (method, path, resp.status_code, resp.text)
 
 

@@ -138,9 +138,13 @@ def test_every_error_response_is_problem_json(spec):
 
 
 def test_every_success_response_is_json(spec):
+    """(but the Prometheus metrics, whose format is text)"""
     for path, method, op in operations(spec):
         ok = [c for c in op["responses"] if str(c).startswith("2")]
         assert ok, (path, method)
+        if path == "/metrics":
+            assert list(resolve(spec, op["responses"]["200"])["content"]) == ["text/plain"]
+            continue
         for code in ok:
             assert "application/json" in resolve(spec, op["responses"][code]).get("content", {}), (path, method)
 

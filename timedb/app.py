@@ -7,7 +7,7 @@ import re
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,16 +21,18 @@ with warnings.catch_warnings():
     from connexion.middleware import MiddlewarePosition
     from connexion.options import SwaggerUIOptions
 import yaml
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
-from timedb import auth, web_headers
-from timedb.db.pool import check_connection, make_pool, open_pool
+from timedb import access_log, auth, metrics, spec_document, web_headers
+from timedb.db.pool import check_connection, in_transaction, make_pool, open_pool
+from timedb.db.schema import schema_present
 from timedb.errors import TimedbError
 from timedb.handlers.streaming import install_quiet_abort
 from timedb.limits import BodyLimits
-from timedb.problems import render_problem, render_unexpected
+from timedb.problems import CONNEXION_ERRORS, render_connexion_problem, render_problem, render_unexpected
 from timedb.settings import Settings
 from timedb.validation import validator_map
 
@@ -99,6 +101,10 @@ def make_lifespan(settings: Settings) -> Any:
             pool.close()
             reason = exc.detail if isinstance(exc, TimedbError) else "timed out"
             raise StartupError(f"timedb: cannot connect to the database at {redact(settings.dsn)}: {reason}") from None
+        if not await anyio.to_thread.run_sync(in_transaction, pool, schema_present):
+            log.warning("The database at %s has no timedb tables: run `timedb create tables` "
+                        "(until then requests that need them answer 503).", redact(settings.dsn))
+        metrics.refresh_pool(pool)  # (in multiprocess mode a scrape shows this worker's pool at once)
         tokens, listener = auth.start(pool, settings)
         try:
             yield {"pool": pool, "settings": settings, "tokens": tokens}
@@ -176,6 +182,9 @@ def create_app(settings: Settings) -> AsyncApp:
         validator_map=validator_map(settings.max_body_bytes, settings.client_timeout),
         security_map=auth.SECURITY_MAP,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs", spec_path="/openapi.json"),
+        # outermost: request id, metrics and access log cover every answer (timedb.access_log)
+        middlewares=[partial(access_log.RequestObserver, access_log=settings.log_format == "json"),
+                     *spec_document.middlewares()],
     )
     app.add_middleware(QuietStartupFailure, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(AllowHeader, position=MiddlewarePosition.BEFORE_EXCEPTION)
@@ -189,30 +198,18 @@ def create_app(settings: Settings) -> AsyncApp:
         strict_validation=True,
         validate_responses=settings.validate_responses,
     )
-    app.add_error_handler(TimedbError, render_problem)
+    app.add_error_handler(TimedbError, render_counted_problem)
+    for connexion_error in CONNEXION_ERRORS:
+        app.add_error_handler(connexion_error, render_connexion_problem)
     app.add_error_handler(Exception, render_unexpected)
     install_quiet_abort()
-    _log_like_uvicorn()
+    access_log.configure(settings.log_format)
     return app
 
 
-def _log_like_uvicorn() -> None:
-    """Give the `timedb` logger a handler in uvicorn's format, unless logging is configured
-    (a --log-config, gunicorn's logger, a root handler): its aborted-response and 5xx lines
-    are part of what an operator needs to see."""
-    if log.handlers or logging.getLogger().handlers:
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:%(padding)s %(name)s: %(message)s"))
-    handler.addFilter(_Padding())
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+def render_counted_problem(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """render_problem, counting the 5xx ones (timedb_database_errors_total)."""
+    if isinstance(exc, TimedbError) and exc.status >= 500:
+        metrics.server_error(exc.type)
+    return render_problem(request, exc)
 
-
-class _Padding(logging.Filter):
-    """uvicorn's column: 'INFO:     ', 'WARNING:  '."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.padding = " " * max(0, 8 - len(record.levelname))
-        return True

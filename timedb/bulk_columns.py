@@ -161,7 +161,7 @@ def timestamps_from_arrow(arr: pa.Array, field: str) -> pa.Array:
         arr = arr.cast(pa.timestamp("s"))
         t = arr.type
     if not pa.types.is_timestamp(t):
-        raise InvalidInput(f"Column {field} must hold timestamps (or ISO 8601 strings), not {t}.")
+        raise InvalidInput(f"Column {field} must hold timestamps (or ISO 8601 strings), not {t}.", body="/rows")
     raw = arr.view(pa.int64())
     if t.unit in ("s", "ms"):
         factor = 1_000_000 if t.unit == "s" else 1000
@@ -203,7 +203,7 @@ def text_column(arr: pa.Array, field: str) -> pa.Array:
         return pa.nulls(len(arr), pa.string())
     t = arr.type.value_type if pa.types.is_dictionary(arr.type) else arr.type
     if not _is_text(t):
-        raise InvalidInput(f"Column {field} must hold strings, not {arr.type}.")
+        raise InvalidInput(f"Column {field} must hold strings, not {arr.type}.", body="/rows")
     return _as_string(arr)
 
 
@@ -213,7 +213,7 @@ def values_column(arr: pa.Array, field: str = "value") -> pa.Array:
     if pa.types.is_null(t):
         return pa.nulls(len(arr), pa.float64())
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
-        raise InvalidInput(f"Column {field} must hold numbers, not {t}.")
+        raise InvalidInput(f"Column {field} must hold numbers, not {t}.", body="/rows")
     out = arr if t == pa.float64() else pc.cast(arr, pa.float64(), safe=False)
     check_finite(out)
     return out
@@ -236,7 +236,7 @@ def series_id_column(arr: pa.Array) -> pa.Array:
     if pa.types.is_null(t):
         return pa.nulls(len(arr), pa.int64())
     if not pa.types.is_integer(t):
-        raise InvalidInput(f"Column series_id must hold integers, not {t}.")
+        raise InvalidInput(f"Column series_id must hold integers, not {t}.", body="/rows")
     if pa.types.is_uint64(t):
         too_big = pc.greater(arr, pa.scalar(2**63 - 1, pa.uint64()))
         if pc.any(too_big).as_py():
@@ -267,7 +267,7 @@ def check_interval(vt: pa.Array, vte: pa.Array) -> None:
 def require(arr: pa.Array | None, field: str) -> pa.Array:
     """A column every row needs a value in (400 naming the first row without one)."""
     if arr is None:
-        raise InvalidInput(f"The rows need a {field} column.")
+        raise InvalidInput(f"The rows need a {field} column.", body="/rows")
     if arr.null_count:
         raise InvalidInput(f"rows[{rows_named(pc.is_null(arr))[0]}].{field}: required, but empty.")
     return arr
@@ -288,7 +288,7 @@ def series_keys(n: int, series_id: pa.Array | None, name: pa.Array | None,
     distinct keys (first appearance order) and each row's index into them."""
     if series_id is None and name is None:
         raise InvalidInput("The rows need a series_id or a name column (with label.<key> columns or a "
-                           "labels column) to say which series each row is for.")
+                           "labels column) to say which series each row is for.", body="/rows")
     ids = series_id if series_id is not None else pa.nulls(n, pa.int64())
     has_id = pc.is_valid(ids)
     no_id = pc.invert(has_id)
@@ -352,10 +352,11 @@ def _parse_labels(text: str | None) -> tuple[tuple[str, str], ...]:
         labels = None
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise InvalidInput(f"labels must be a JSON object of strings (e.g. {{\"site\":\"Gotland\"}}), not "
-                           f"{text[:100]!r}.")
+                           f"{text[:100]!r}.", body="/rows")
     long = [k for k, v in labels.items() if len(v) > MAX_TEXT]
     if long:
-        raise InvalidInput(f"labels: the value of {long[0][:100]!r} is longer than {MAX_TEXT} characters.")
+        raise InvalidInput(f"labels: the value of {long[0][:100]!r} is longer than {MAX_TEXT} characters.",
+                           body="/rows")
     return tuple(sorted(labels.items()))
 
 

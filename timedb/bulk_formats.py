@@ -26,7 +26,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 from timedb import bulk_columns as bc
-from timedb.errors import InvalidInput, TimedbError, Unprocessable
+from timedb.errors import InvalidInput, SchemaViolation, TimedbError, Unprocessable
 from timedb.points import non_finite
 from timedb.points import rows as json_rows
 
@@ -66,7 +66,7 @@ def read(body: RawBody) -> bc.RowColumns:
     readers = {NDJSON: read_ndjson, CSV: read_csv, ARROW: read_arrow}
     columns = readers[body.media_type](body.data)
     if len(columns) == 0:
-        raise InvalidInput("rows must hold at least one item (the body holds no rows).")
+        raise InvalidInput("rows must hold at least one item (the body holds no rows).", body="/rows")
     return columns
 
 
@@ -78,12 +78,13 @@ def _check_names(names: list[str]) -> None:
     if unknown:
         shown = ", ".join(repr(n[:100]) for n in unknown[:bc.SHOWN])
         raise InvalidInput(f"Unknown columns: {shown} (columns: series_id or name, labels or label.<key>, "
-                           "valid_time, valid_time_end, value, known_time).")
+                           "valid_time, valid_time_end, value, known_time).", body="/rows")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise InvalidInput(f"Columns given more than once: {', '.join(repr(n[:100]) for n in repeated[:bc.SHOWN])}.")
+        raise InvalidInput(f"Columns given more than once: {', '.join(repr(n[:100]) for n in repeated[:bc.SHOWN])}.",
+                           body="/rows")
     if "labels" in names and any(n.startswith(LABEL_PREFIX) for n in names):
-        raise InvalidInput("Give labels either as label.<key> columns or as one labels column, not both.")
+        raise InvalidInput("Give labels either as label.<key> columns or as one labels column, not both.", body="/rows")
 
 
 def _assemble(table: pa.Table, *, text_only: bool) -> bc.RowColumns:
@@ -135,7 +136,7 @@ def _cast_text(col: pa.Array, to: pa.DataType, field: str, what: str) -> pa.Arra
                 pa.array([text]).cast(to)
             except pa.ArrowInvalid:
                 raise InvalidInput(f"rows[{row}].{field}: {text[:100]!r} is not {what}.") from None
-        raise InvalidInput(f"Column {field} holds something that is not {what}.") from None
+        raise InvalidInput(f"Column {field} holds something that is not {what}.", body="/rows") from None
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -154,7 +155,7 @@ def read_csv(data: bytes | bytearray) -> bc.RowColumns:
         try:
             table = _read_csv(view, {n: pa.string() for n in names})
         except pa.ArrowInvalid as exc:
-            raise InvalidInput(f"The body is not CSV with a header row: {_arrow_message(exc)}") from None
+            raise InvalidInput(f"The body is not CSV with a header row: {_arrow_message(exc)}", body="") from None
     return _assemble(table, text_only=True)
 
 
@@ -178,7 +179,7 @@ def _header(data: memoryview) -> list[str]:
     try:
         return next(csv.reader([first.decode("utf-8").rstrip("\r")]), [])
     except (UnicodeDecodeError, csv.Error):
-        raise InvalidInput("The body is not CSV with a header row (of UTF-8 text).") from None
+        raise InvalidInput("The body is not CSV with a header row (of UTF-8 text).", body="") from None
 
 
 def _arrow_message(exc: Exception) -> str:
@@ -253,7 +254,10 @@ def _ndjson_exact(data: bytes | bytearray) -> bc.RowColumns:
             raise InvalidInput(f"rows[{number}]: the line is not one JSON object (NDJSON holds one row "
                                "object per line).") from None
     rows = json_rows(memoryview(b"[" + b",".join(lines) + b"]"))
-    rows.validate()
+    try:
+        rows.validate()
+    except SchemaViolation as exc:  # (the spec describes NDJSON in prose: its rules, not a schema)
+        raise InvalidInput(exc.detail, errors=exc.extra["errors"]) from None
     return rows.columns
 
 
@@ -266,7 +270,7 @@ def read_arrow(data: bytes | bytearray) -> bc.RowColumns:
         table = reader.read_all()
         table.validate(full=True)  # offsets and UTF-8, before any kernel reads them
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError) as exc:
-        raise InvalidInput(f"The body is not an Arrow IPC stream: {_arrow_message(exc)}") from None
+        raise InvalidInput(f"The body is not an Arrow IPC stream: {_arrow_message(exc)}", body="") from None
     return _assemble(table, text_only=False)
 
 
@@ -286,11 +290,11 @@ def parse_batch_params(text: str) -> dict[str, Any] | None:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
-        raise InvalidInput(message) from None
+        raise InvalidInput(message, query="batch_params") from None
     if value is not None and not isinstance(value, dict):
-        raise InvalidInput(message)
+        raise InvalidInput(message, query="batch_params")
     from timedb.validation import too_deep
 
     if value is not None and too_deep(value, MAX_DEPTH):
-        raise InvalidInput(f"batch_params nests deeper than {MAX_DEPTH} levels.")
+        raise InvalidInput(f"batch_params nests deeper than {MAX_DEPTH} levels.", query="batch_params")
     return value  # type: ignore[no-any-return]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -25,11 +26,40 @@ class TimedbError(Exception):
 
 
 class InvalidInput(TimedbError):
-    """The request is malformed."""
+    """The request is malformed.
+
+    Say where with one keyword: `query="tz"`, `path="series_id"`, `header="Idempotency-Key"`
+    or `body="/data/3/value"` (a JSON pointer); it becomes the problem's `errors` entry
+    (unless `errors` lists several). Without one, a body path in the detail is used: a
+    leading `updates[2].valid_time:` or a trailing `(at /data/3/value)`.
+    """
 
     status = 400
     title = "Bad Request"
     type = "/problems/invalid-input"
+
+    def __init__(self, detail: str | None = None, *, query: str | None = None, path: str | None = None,
+                 header: str | None = None, body: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        if "errors" not in self.extra:
+            if (query, path, header, body) == (None, None, None, None):
+                body = body_path(self.detail)
+            self.extra["errors"] = [error_entry(self.detail, query=query, path=path, header=header, body=body)]
+
+    def in_body(self, prefix: str = "") -> InvalidInput:
+        """This error with its query parameters moved into the JSON body (under prefix): the
+        read parameters of GET /values are members of POST /values/query's body."""
+        for entry in self.extra["errors"]:
+            if entry.get("in") == "query":
+                entry.update({"in": "body", "pointer": f"{prefix}/{entry.pop('name')}"})
+        return self
+
+
+class SchemaViolation(InvalidInput):
+    """The request does not match the spec: a parameter's or the body's schema (types, required
+    members, unknown members, patterns: a NUL character), or a body that is not JSON."""
+
+    type = "/problems/schema-violation"
 
 
 class AmbiguousSeries(InvalidInput):
@@ -206,3 +236,35 @@ def items_detail(errors: list[dict[str, Any]], total: int, what: str) -> str:
     """The detail of a problem about items of a request: how many, and the first one."""
     return (f"{what}: {len(errors)} of {total}; nothing was created (each one is listed in "
             f"errors). The first: {errors[0]['message']}")
+
+
+def error_entry(message: str, *, query: str | None = None, path: str | None = None,
+                header: str | None = None, body: str | None = None) -> dict[str, Any]:
+    """One `errors` entry of a problem: where (a parameter's name or a JSON pointer) and what."""
+    if body is not None:
+        return {"in": "body", "pointer": body, "message": message.removesuffix(f" (at {body})")}
+    for where, name in (("query", query), ("path", path), ("header", header)):
+        if name is not None:
+            prefix = f"{name}: "
+            return {"in": where, "name": name, "message": message.removeprefix(prefix)}
+    return {"message": message}
+
+
+_LEADING_PATH = re.compile(r"^([A-Za-z_]+(?:\[\d+\])(?:\.[A-Za-z_]+|\[\d+\])*)(?::| )")
+_TRAILING_POINTER = re.compile(r"\(at (/[^)]*)\)\.?$")
+
+
+def body_path(detail: str) -> str | None:
+    """The JSON pointer a detail names: `data[3].value: ...` or `... (at /data/3/value)`."""
+    trailing = _TRAILING_POINTER.search(detail)
+    if trailing:
+        return trailing.group(1)
+    leading = _LEADING_PATH.match(detail)
+    if leading:
+        return "/" + re.sub(r"\[(\d+)\]", r"/\1", leading.group(1)).replace(".", "/")
+    return None
+
+
+def json_pointer(parts: Any) -> str:
+    """An RFC 6901 pointer to a place in a JSON document, from its keys and indexes."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)

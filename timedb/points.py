@@ -23,7 +23,7 @@ import msgspec
 import pyarrow as pa
 
 from timedb import bulk_columns as bc
-from timedb.errors import InvalidInput, Unprocessable
+from timedb.errors import InvalidInput, SchemaViolation, Unprocessable
 from timedb.timestamps import TIMESTAMP_PATTERN, parse_timestamp
 
 # (valid_time, valid_time_end, value)
@@ -131,7 +131,7 @@ class _SplitItems:
             try:
                 self.items = _RAW_ITEMS.decode(raw)
             except (msgspec.DecodeError, msgspec.ValidationError):
-                raise InvalidInput("rows must be an array of objects.") from None
+                raise SchemaViolation("rows must be an array of objects.", body="/rows") from None
         for i in range(0, len(self.items), RAW_SLICE_ITEMS):
             yield b"[" + b",".join(self.items[i:i + RAW_SLICE_ITEMS]) + b"]"
 
@@ -171,7 +171,7 @@ class Sliced(Generic[T]):
         message = _AT.sub(repl, str(exc))
         if message.startswith("Number out of range"):
             return Unprocessable("Numbers must be finite: NaN, Infinity and out-of-range numbers are not allowed.")
-        return InvalidInput(message)
+        return SchemaViolation(message)
 
     def _decode(self, text: bytes, offset: int) -> list[T]:
         if _TEXT_ONLY.search(text) is None:
@@ -184,13 +184,14 @@ class Sliced(Generic[T]):
         except msgspec.ValidationError as exc:
             raise self._problem(exc, offset) from None
         except msgspec.DecodeError:
-            raise InvalidInput(f"The request body is not valid JSON (in {self.name}).") from None
+            raise SchemaViolation(f"The request body is not valid JSON (in {self.name}).",
+                                  body=f"/{self.name}") from None
         return [self.convert_text(item, offset + i, parse_timestamp) for i, item in enumerate(items)]
 
     def chunks(self) -> Iterator[list[T]]:
         """Lists of items, one per slice of the body."""
         if bytes(self.raw[:1]) != b"[" or bytes(self.raw[-1:]) != b"]":
-            raise InvalidInput(f"{self.name} must be an array.")
+            raise SchemaViolation(f"{self.name} must be an array.", body=f"/{self.name}")
         offset = 0
         for piece in self.split(self.raw):
             items = self._decode(piece, offset)
@@ -205,7 +206,7 @@ class Sliced(Generic[T]):
         """Decode every item once (keeping none), which checks them all; count them."""
         self.count = sum(len(chunk) for chunk in self.chunks())
         if self.count == 0:
-            raise InvalidInput(f"{self.name} must hold at least one item (at /{self.name}).")
+            raise SchemaViolation(f"{self.name} must hold at least one item (at /{self.name}).")
 
 
 def _interval(vt: datetime, vte: datetime | None, where: str) -> datetime | None:
@@ -271,7 +272,7 @@ class Rows(Sliced[Row]):
     def validate(self) -> None:
         """Decode every row once into columns, which checks them all; count them."""
         if bytes(self.raw[:1]) != b"[" or bytes(self.raw[-1:]) != b"]":
-            raise InvalidInput(f"{self.name} must be an array.")
+            raise SchemaViolation(f"{self.name} must be an array.", body=f"/{self.name}")
         parts: list[bc.RowColumns] = []
         offset = 0
         for piece in self.split(self.raw):
@@ -280,7 +281,7 @@ class Rows(Sliced[Row]):
             offset += len(part)
         self.count = offset
         if self.count == 0:
-            raise InvalidInput(f"{self.name} must hold at least one item (at /{self.name}).")
+            raise SchemaViolation(f"{self.name} must hold at least one item (at /{self.name}).")
         self.columns = bc.concat(parts)
         if isinstance(self.split, _SplitItems):
             self.split = _SplitItems()  # the raw items (~50 bytes a row) are made again if asked for

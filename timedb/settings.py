@@ -113,6 +113,9 @@ class Settings:
     auth: str = "auto"
     # origins allowed to call the API from a browser (CORS); empty: no CORS headers
     cors_origins: tuple[str, ...] = ()
+    # "text": log lines as uvicorn prints them; "json": one JSON object per line on stderr,
+    # with an access line per request (timedb.access_log)
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -139,6 +142,7 @@ class Settings:
             idempotency_ttl=read_duration(env, "TIMEDB_IDEMPOTENCY_TTL", d.idempotency_ttl),
             auth=_auth(env.get("TIMEDB_AUTH", "")),
             cors_origins=tuple(o.strip() for o in env.get("TIMEDB_CORS_ORIGINS", "").split(",") if o.strip()),
+            log_format=_log_format(env.get("TIMEDB_LOG_FORMAT", "")),
         )
         if not 0 <= settings.pool_min_size <= settings.pool_max_size or settings.pool_max_size < 1:
             raise ConfigError(f"TIMEDB_POOL_MIN_SIZE ({settings.pool_min_size}) must lie between 0 and "
@@ -155,4 +159,16 @@ def _auth(raw: str) -> str:
         return "auto"
     if raw not in AUTH_MODES:
         raise ConfigError(f"TIMEDB_AUTH must be 'tokens' or 'none' (or unset), got {raw!r}")
+    return raw
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(raw: str) -> str:
+    raw = raw.strip().lower()
+    if not raw:
+        return "text"
+    if raw not in LOG_FORMATS:
+        raise ConfigError(f"TIMEDB_LOG_FORMAT must be 'text' or 'json', got {raw!r}")
     return raw

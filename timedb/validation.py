@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Callable, Iterator
+from itertools import islice
+from typing import Any
 
 import anyio
 import jsonschema_rs
 import msgspec
 import orjson
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem, NonConformingResponseBody
+from connexion.exceptions import NonConformingResponseBody
 from connexion.validators import (
     VALIDATOR_MAP,
     AbstractRequestBodyValidator,
@@ -30,7 +31,15 @@ from starlette.types import Message, Receive, Scope, Send
 
 from timedb.bulk_formats import MEDIA_TYPES as RAW_MEDIA_TYPES
 from timedb.bulk_formats import RawBody
-from timedb.errors import InvalidInput, PayloadTooLarge, RequestTimeout, Unprocessable
+from timedb.errors import (
+    InvalidInput,
+    PayloadTooLarge,
+    RequestTimeout,
+    SchemaViolation,
+    Unprocessable,
+    error_entry,
+    json_pointer,
+)
 from timedb.points import SLICED, non_finite
 
 # where the validator leaves the parsed body and the Idempotency-Key fingerprint in the scope
@@ -101,21 +110,77 @@ def compile_schema(schema: dict[str, Any], without: str | None = None) -> jsonsc
     return _compiled[key]
 
 
-def first_error(validator: jsonschema_rs.Draft4Validator, instance: Any) -> str | None:
-    """A readable message for the first validation error, or None."""
+# at most this many entries in a 400's `errors` list
+MAX_ERRORS = 20
+
+
+def _pointer(error: Any) -> str:
+    """Where an error is: its instance's pointer, or the member that is missing or unexpected."""
+    parts = list(error.instance_path)
+    kind = error.kind
+    if isinstance(kind, jsonschema_rs.ValidationErrorKind.Required):
+        parts.append(kind.property)
+    elif isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties) and len(kind.unexpected) == 1:
+        parts.append(kind.unexpected[0])
+    return json_pointer(parts)
+
+
+def _message(error: Any) -> str:
+    if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Pattern) and isinstance(error.instance, str) \
+            and "\x00" in error.instance:
+        return NUL_MESSAGE
+    message: str = error.message
+    return message[:300] + "..." if len(message) > 300 else message
+
+
+def body_errors(validator: jsonschema_rs.Draft4Validator, instance: Any) -> list[dict[str, Any]]:
+    """Each validation error of a JSON body as an `errors` entry (at most MAX_ERRORS)."""
+    errors: list[dict[str, Any]] = []
     try:
         for error in validator.iter_errors(instance):
-            path = "/".join(str(p) for p in error.instance_path)
-            message = error.message
-            if len(message) > 300:
-                message = message[:300] + "..."
-            return f"{message} (at /{path})" if path else message
+            errors.append(error_entry(_message(error), body=_pointer(error)))
+            if len(errors) == MAX_ERRORS:
+                break
     except ValueError:  # jsonschema-rs gives up on instances nested hundreds of levels deep
         members = instance.items() if isinstance(instance, dict) else ()
         deep = next((name for name, value in members if too_deep(value, MAX_DEPTH)), None)
-        return (f"{deep} nests deeper than {MAX_DEPTH} levels (at /{deep})" if deep
-                else "The request body nests too deeply.")
-    return None
+        return [error_entry(f"nests deeper than {MAX_DEPTH} levels" if deep else "The request body nests too deeply.",
+                            body=json_pointer([deep] if deep else []))]
+    return errors
+
+
+def first_error(validator: jsonschema_rs.Draft4Validator, instance: Any) -> str | None:
+    """A readable message for the first validation error, or None."""
+    errors = body_errors(validator, instance)
+    return _located(errors[0]) if errors else None
+
+
+def _located(entry: dict[str, Any]) -> str:
+    """An `errors` entry of the body as one line: the message and where."""
+    return f"{entry['message']} (at {entry['pointer']})" if entry.get("pointer") else entry["message"]
+
+
+def invalid_body(errors: list[dict[str, Any]]) -> InvalidInput:
+    return SchemaViolation(_located(errors[0]), errors=errors)
+
+
+NUL_MESSAGE = "must not contain the NUL character (U+0000): PostgreSQL text cannot hold it"
+
+
+def nul_pointers(value: Any, path: tuple[Any, ...] = ()) -> Iterator[str]:
+    """The JSON pointers of the keys and strings in value that hold a NUL, in document order."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield json_pointer(path)
+    elif isinstance(value, dict):
+        for key, member in value.items():
+            if "\x00" in key:
+                yield json_pointer((*path, key))
+            else:
+                yield from nul_pointers(member, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from nul_pointers(item, (*path, i))
 
 
 def _parse_error(raw: bytes | bytearray, exc: Exception) -> Exception:
@@ -123,11 +188,11 @@ def _parse_error(raw: bytes | bytearray, exc: Exception) -> Exception:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
-            return cast(Exception, BadRequestProblem(detail="The request body is not valid UTF-8."))
+            return SchemaViolation("The request body is not valid UTF-8.", body="")
     reason = str(exc).lower()
     if non_finite(raw) or "infinity" in reason or "out of range" in reason:
         return Unprocessable("Numbers must be finite: NaN, Infinity and out-of-range numbers are not allowed.")
-    return cast(Exception, BadRequestProblem(detail=f"The request body is not valid JSON: {exc}"))
+    return SchemaViolation(f"The request body is not valid JSON: {exc}", body="")
 
 
 def _without(schema: dict[str, Any], field: str) -> dict[str, Any]:
@@ -204,7 +269,7 @@ class FastJSONBodyValidator(AbstractRequestBodyValidator):  # type: ignore[misc]
                 return _orjson_or_error(raw)  # not an object: the schema says so
             raise _parse_error(raw, exc) from None
         except RecursionError:
-            raise BadRequestProblem(detail="The request body nests too deeply.") from None
+            raise SchemaViolation("The request body nests too deeply.", body="") from None
         body: dict[str, Any] = {}
         for name, value in members.items():
             if name == self._sliced:
@@ -219,22 +284,27 @@ class FastJSONBodyValidator(AbstractRequestBodyValidator):  # type: ignore[misc]
     async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
         """Read, parse and validate the body (with or without Content-Length: Connexion's base
         class takes a missing Content-Length for a missing body)."""
-        body = self._parse(await self._read(receive, scope))
-        self._validate(body)
+        raw = await self._read(receive, scope)
+        body = self._parse(raw)
+        self._validate(body, raw)
         scope.setdefault("state", {})[BODY_KEY] = body
         # the handlers read the parsed body from the scope: nothing downstream reads it again
         return self._insert_messages(receive, messages=[{"type": "http.request", "body": b""}]), scope
 
-    def _validate(self, body: Any) -> None:
+    def _validate(self, body: Any, raw: bytearray) -> None:
         if body is None:
-            raise BadRequestProblem(detail="The request body must not be empty.")
+            raise SchemaViolation("The request body must not be empty.", body="")
         sliced = body.pop(self._sliced, None) if self._sliced and isinstance(body, dict) else None
-        message = first_error(self._rs, body)
-        if message is not None:
-            raise BadRequestProblem(detail=message)
+        if _ESCAPED_NUL in raw:  # (JSON can only hold a NUL escaped; rare, so the walk is too)
+            errors = [error_entry(NUL_MESSAGE, body=p) for p in islice(nul_pointers(body), MAX_ERRORS)]
+            if errors:  # (a rule: the spec's patterns say it of its text fields, prose of keys and free JSON)
+                raise InvalidInput(_located(errors[0]), errors=errors)
+        errors = body_errors(self._rs, body)
+        if errors:
+            raise invalid_body(errors)
         if self._sliced:
             if sliced is None:
-                raise BadRequestProblem(detail=f"'{self._sliced}' is a required property")
+                raise SchemaViolation(f'"{self._sliced}" is a required property', body=f"/{self._sliced}")
             sliced.validate()
             body[self._sliced] = sliced
 
@@ -245,6 +315,8 @@ def _orjson_or_error(raw: bytearray) -> Any:
     except orjson.JSONDecodeError as exc:
         raise _parse_error(raw, exc) from None
 
+
+_ESCAPED_NUL = b"\\u0000"
 
 # a JSON object's members, each kept as its raw text (zero-copy views into the body)
 _MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -270,7 +342,7 @@ class RawBodyValidator(FastJSONBodyValidator):
     async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
         raw = await self._read(receive, scope)
         if not raw or raw.isspace():
-            raise InvalidInput("The request body must not be empty: it holds the rows.")
+            raise InvalidInput("The request body must not be empty: it holds the rows.", body="")
         scope.setdefault("state", {})[BODY_KEY] = RawBody(self.media_type, raw)
         return self._insert_messages(receive, messages=[{"type": "http.request", "body": b""}]), scope
 
@@ -314,8 +386,9 @@ class FastJSONResponseValidator(AbstractResponseBodyValidator):  # type: ignore[
 
 
 class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
-    """Connexion's parameter validator, with a one-line message that names the parameter
-    (Connexion's own is the raw jsonschema report: the schema dump, no parameter name)."""
+    """Connexion's parameter validator, reporting every faulty parameter: a one-line detail that
+    names the first, and an `errors` entry per parameter (Connexion's own detail is the raw
+    jsonschema report of the first: the schema dump, no parameter name)."""
 
     @staticmethod
     def validate_parameter(parameter_type: str, value: Any, param: dict[str, Any],
@@ -326,10 +399,37 @@ class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
         name = param.get("name", param_name)
         schema = param.get("schema", param)
         first = error.strip().splitlines()[0]
-        if "does not match" in first:
+        if isinstance(value, str) and "\x00" in value:
+            first = NUL_MESSAGE
+        elif "does not match" in first:
             example = schema.get("example") or param.get("example")
             first = f"{value!r} is not in the expected form" + (f" (e.g. {example})" if example else "")
         return f"{parameter_type} parameter {name}: {first}"
+
+    def validate_request(self, request: Any) -> None:
+        errors: list[dict[str, Any]] = []
+        details: list[str] = []
+        if self.strict_validation:
+            extra = self.validate_query_parameter_list(request, security_params=self.security_query_params)
+            for name in sorted(extra)[:MAX_ERRORS]:
+                shown = name if len(name) <= 100 else name[:100] + "..."
+                details.append(f"query parameter {shown!r} is not a parameter of this operation "
+                               "(GET /openapi.json or /docs list them)")
+                errors.append(error_entry("not a parameter of this operation", query=shown))
+        checks = (("query", self.validate_query_parameter), ("path", self.validate_path_parameter),
+                  ("header", self.validate_header_parameter), ("cookie", self.validate_cookie_parameter))
+        for where, check in checks:
+            for param in self.parameters.get(where, []):
+                message = check(param, request)
+                if message:
+                    details.append(message)
+                    errors.append(error_entry(message.split(": ", 1)[-1], **{_WHERE[where]: param["name"]}))
+        if errors:
+            raise SchemaViolation(details[0], errors=errors[:MAX_ERRORS])
+
+
+# where a parameter is, as an InvalidInput keyword (a cookie counts as a header)
+_WHERE = {"query": "query", "path": "path", "header": "header", "cookie": "header"}
 
 
 def validator_map(max_body_bytes: int, client_timeout: float) -> dict[str, Any]:

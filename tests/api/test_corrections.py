@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -129,9 +130,25 @@ def test_flat_correction_of_a_missing_valid_time_is_404(client):
     assert len(audit(client, sid)) == 2
 
 
-def test_flat_correction_ignores_batch_id_and_known_time(client):
+def test_flat_correction_refuses_a_batch_id(client):
     sid = meter(client)
-    ok(client, {"series_id": sid, "valid_time": VT0, "batch_id": 77, "known_time": KT2, "value": 9.0})
+    other = forecast(client)[1]  # a batch that exists, of another series
+    for batch_id in (77, other):
+        resp = put(client, {"series_id": sid, "valid_time": VT1, "value": 5.0},
+                   {"series_id": sid, "valid_time": VT0, "batch_id": batch_id, "value": 9.0})
+        problem = assert_problem(resp, 422, "/problems/unprocessable")
+        assert "updates[1].batch_id" in problem["detail"] and "flat" in problem["detail"]
+    assert read(client, series_id=sid) == [{"valid_time": VT0, "value": 1.0}, {"valid_time": VT1, "value": 2.0}]
+    assert len(audit(client, sid)) == 2  # the whole request changed nothing
+
+
+def test_flat_correction_known_time_names_the_current_value(client):
+    sid = meter(client)
+    resp = put(client, {"series_id": sid, "valid_time": VT0, "known_time": KT2, "value": 9.0})
+    problem = assert_problem(resp, 404, "/problems/point-not-found")
+    assert KT1 in problem["detail"] and KT2 in problem["detail"]
+    assert read(client, series_id=sid)[0] == {"valid_time": VT0, "value": 1.0}
+    ok(client, {"series_id": sid, "valid_time": VT0, "known_time": KT1, "value": 9.0})
     assert read(client, series_id=sid)[0] == {"valid_time": VT0, "value": 9.0}
 
 
@@ -524,10 +541,17 @@ def test_first_item_without_identity_is_400(client):
     assert len(audit(client, sid)) == 2
 
 
-def test_series_id_wins_over_name_in_an_item(client):
+def test_series_id_and_name_are_anded_in_an_item_as_in_get(client):
     a = meter(client)
     make_series(client, name="other")
-    [item] = ok(client, {"series_id": a, "name": "other", "valid_time": VT0, "value": 3.0})
+    for contradicting in ({"name": "other"}, {"labels": {"site": "x"}}):
+        item = {"series_id": a, **contradicting, "valid_time": VT0, "value": 3.0}
+        assert_problem(put(client, item), 404, "/problems/series-not-found")
+        get = client.get("/values", params={"series_id": a, **{k: v if isinstance(v, str) else json.dumps(v)
+                                                               for k, v in contradicting.items()}})
+        assert_problem(get, 404, "/problems/series-not-found")
+    assert read(client, series_id=a)[0]["value"] == 1.0
+    [item] = ok(client, {"series_id": a, "name": "meter", "valid_time": VT0, "value": 3.0})
     assert item["series_id"] == a
 
 
@@ -628,10 +652,7 @@ def test_an_error_in_item_three_leaves_items_one_and_two_unapplied(client, overl
     resp = put(client, {"series_id": sid, "valid_time": VT0, "value": 10.0},
                {"valid_time": VT1, "value": 20.0},
                {"series_id": sid, **bad})
-    if not overlapping and "batch_id" in bad:
-        assert resp.status_code == 200  # flat items ignore batch_id
-        return
-    assert_problem(resp, 404)
+    assert_problem(resp, 422 if not overlapping and "batch_id" in bad else 404)  # flat: no batches
     assert audit(client, sid) == before
     assert read(client, series_id=sid) == [{"valid_time": VT0, "value": 1.0}, {"valid_time": VT1, "value": 2.0}]
 

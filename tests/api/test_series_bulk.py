@@ -251,15 +251,18 @@ def test_a_valid_request_after_a_refused_one_succeeds(client):
 # ------------------------------------------------------- POST /series/bulk: invalid input
 
 
-def test_nul_characters_list_every_item_and_change_nothing(client):
+def test_nul_characters_are_400s_listing_every_place_and_change_nothing(client):
     make_series(client, name="kept")
     before = stored(client)
     items = [{"name": "ok"}, {"name": "a\u0000"}, {"name": "b", "unit": "M\u0000W"}, {"name": "c"},
              {"name": "d", "labels": {"k\u0000": "v"}}, {"name": "e", "labels": {"k": "v\u0000"}},
              {"name": "f", "description": "\u0000"}]
-    body = assert_problem(bulk(client, items), 422)
-    assert [(e["index"], e["message"].split(": ")[1].split()[0]) for e in body["errors"]] == [
-        (1, "name"), (2, "unit"), (4, "labels"), (5, "labels"), (6, "description")]
+    body = assert_problem(bulk(client, items), 400, "/problems/invalid-input")
+    assert [(e["in"], e["pointer"]) for e in body["errors"]] == [
+        ("body", "/series/1/name"), ("body", "/series/2/unit"), ("body", "/series/4/labels/k\u0000"),
+        ("body", "/series/5/labels/k"), ("body", "/series/6/description")]
+    assert all("NUL" in e["message"] for e in body["errors"])
+    assert body["detail"].endswith("(at /series/1/name)")
     assert stored(client) == before
 
 
@@ -601,10 +604,14 @@ def test_patch_without_body_or_with_other_media_type(client):
 
 @pytest.mark.parametrize("patch", [{"description": "a\u0000"}, {"labels": {"k": "\u0000"}},
                                    {"labels": {"\u0000": "v"}}], ids=["description", "label-value", "label-key"])
-def test_nul_in_patch_is_422(client, patch):
+def test_nul_in_patch_is_400_naming_the_place(client, patch):
     sid = make_series(client, name="a")
     before = stored(client)
-    assert_problem(client.patch(f"/series/{sid}", json=patch), 422)
+    problem = assert_problem(client.patch(f"/series/{sid}", json=patch), 400, "/problems/invalid-input")
+    [(field, place)] = [(k, v) for k, v in patch.items()]
+    pointer = f"/{field}" + ("" if isinstance(place, str) else f"/{next(iter(place))}")
+    assert problem["errors"] == [{"in": "body", "pointer": pointer, "message": problem["errors"][0]["message"]}]
+    assert "NUL" in problem["detail"]
     assert stored(client) == before
 
 

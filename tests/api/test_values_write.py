@@ -39,7 +39,7 @@ def versions(client, sid, **kw):
 def test_flat_insert_response(client):
     sid = make_series(client, name="meter")
     body = insert(client, sid, [(KT1, 1.0), (KT2, 2.0)])
-    assert body == {"batch_id": None, "series_id": sid, "rows_inserted": 2}
+    assert body == {"batch_id": None, "series_id": sid, "rows_inserted": 2}  # the reference's answer
     assert read(client, series_id=sid) == [{"valid_time": KT1, "value": 1.0}, {"valid_time": KT2, "value": 2.0}]
 
 
@@ -491,3 +491,44 @@ def test_wrong_content_type_is_a_problem(client, content_type):
     assert resp.status_code in (400, 415)
     assert_problem(resp, resp.status_code)
     assert read(client, series_id=sid) == []
+
+
+# --- Prefer: return=representation: the known_time used -----------------------------------------
+
+REPRESENTATION = {"Prefer": "return=representation"}
+
+
+def test_prefer_representation_answers_the_write_time_as_known_time(client):
+    sid = make_series(client, name="meter")
+    before = datetime.now(UTC)
+    resp = client.post("/values", json={"series_id": sid, "data": [{"valid_time": KT1, "value": 1.0}]},
+                       headers=REPRESENTATION)
+    after = datetime.now(UTC)
+    assert resp.status_code == 200 and resp.headers["preference-applied"] == "return=representation"
+    body = resp.json()
+    assert list(body) == ["batch_id", "series_id", "rows_inserted", "known_time"]
+    assert before <= datetime.fromisoformat(body["known_time"]) <= after and body["known_time"].endswith("+00:00")
+    [row] = read(client, series_id=sid, versions=True)
+    assert row["known_time"] == body["known_time"]  # what a versions read shows
+
+
+@pytest.mark.parametrize("prefer", ["return=representation", "respond-async, return=representation",
+                                    "RETURN = representation; x=1"])
+def test_prefer_representation_answers_the_batch_known_time(client, prefer):
+    sid = make_series(client, name="fc", overlapping=True)
+    given = client.post("/values", json={"series_id": sid, "known_time": "2024-12-31T13:00:00+01:00",
+                                         "data": [{"valid_time": KT1, "value": 1.0}]}, headers={"Prefer": prefer})
+    assert given.json()["known_time"] == "2024-12-31T12:00:00+00:00"
+    default = client.post("/values", json={"series_id": sid, "data": [{"valid_time": KT1, "value": 2.0}]},
+                          headers={"Prefer": prefer}).json()
+    assert {r["known_time"] for r in read(client, series_id=sid, versions=True)} == {
+        "2024-12-31T12:00:00+00:00", default["known_time"]}
+
+
+@pytest.mark.parametrize("prefer", [None, "return=minimal", "handling=strict"])
+def test_without_prefer_representation_the_answer_keeps_the_reference_shape(client, prefer):
+    sid = make_series(client, name="meter")
+    resp = client.post("/values", json={"series_id": sid, "data": [{"valid_time": KT1, "value": 1.0}]},
+                       headers={"Prefer": prefer} if prefer else {})
+    assert list(resp.json()) == ["batch_id", "series_id", "rows_inserted"]
+    assert "preference-applied" not in resp.headers

@@ -65,7 +65,7 @@ def resolve_keys(conn: psycopg.Connection, keys: list[SeriesKey]) -> dict[Series
     if several:
         shown = "; ".join(_describe(k) for k in several[:SHOWN])
         raise AmbiguousSeries(f"{len(several)} series names of the rows match several series each (give "
-                              f"series_id or all labels): {shown}.")
+                              f"series_id or all labels): {shown}.", body="/rows")
     return {k: m[0] for k, m in found.items()}
 
 

@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from timedb.db.locks import lock_series
-from timedb.errors import BatchNotFound, PointNotFound, VersionConflict
+from timedb.errors import BatchNotFound, PointNotFound, Unprocessable, VersionConflict
 
 TRI_STATE = ("value", "annotation", "tags", "changed_by")
 
@@ -81,7 +81,7 @@ WITH i AS (
     WHERE f.row_id IS NOT NULL {create}
     RETURNING {row_id_col} AS row_id, series_id, valid_time, change_time{batch_ret}
 )
-SELECT f.idx, f.batch_exists, f.version_taken, f.batch_known_time,
+SELECT f.idx, f.batch_exists, f.version_taken, f.batch_known_time, f.cur_known,
        ins.row_id AS stored_id, ins.change_time{ins_batch}
 FROM found f
 LEFT JOIN ins ON ins.series_id = f.series_id AND ins.valid_time = f.valid_time
@@ -113,7 +113,9 @@ def _statement(overlapping: bool) -> sql.Composed:
     return sql.SQL(CORRECT).format(
         row_id=sql.SQL("t.flat_id"), batch=sql.SQL("NULL::bigint"),
         table=sql.Identifier("flat"), selector=sql.SQL(""), rank=sql.SQL("t.change_time DESC"),
-        taken=sql.SQL("false"), batch_col=sql.SQL(""), batch_val=sql.SQL(""), create=sql.SQL(""),
+        taken=sql.SQL("false"), batch_col=sql.SQL(""), batch_val=sql.SQL(""),
+        # a known_time names the current value: it must be the one it was known at
+        create=sql.SQL("AND (f.known_time IS NULL OR f.known_time = f.cur_known)"),
         row_id_col=sql.SQL("flat_id"), batch_ret=sql.SQL(""), ins_batch=sql.SQL(""),
     )
 
@@ -138,6 +140,11 @@ def _rounds(items: Sequence[Correction]) -> list[list[int]]:
 def _refusal(item: Correction, row: dict[str, Any]) -> Exception:
     """Why an item stored nothing: no current row, no such batch, or a version in another batch."""
     if not item.overlapping:
+        if item.known_time is not None and row["cur_known"] is not None:
+            return PointNotFound(
+                f"The value of series_id={item.series_id} at valid_time={item.valid_time.isoformat()} "
+                f"was known at {row['cur_known'].isoformat()}, not at known_time={item.known_time.isoformat()}; "
+                "leave known_time out to correct the current value.")
         return PointNotFound(
             f"No value exists for series_id={item.series_id} at valid_time="
             f"{item.valid_time.isoformat()}; insert it with POST /values."
@@ -171,6 +178,10 @@ def _params(idx: int, item: Correction) -> dict[str, Any]:
 
 def apply_corrections(conn: psycopg.Connection, items: Sequence[Correction]) -> list[dict[str, Any]]:
     """Apply every item in order; returns the stored rows, one per item, in request order."""
+    for idx, item in enumerate(items):
+        if not item.overlapping and item.batch_id is not None:
+            raise Unprocessable(f"updates[{idx}].batch_id: series_id={item.series_id} is a flat series; its values "
+                                "have no batches (leave batch_id out).")
     results: list[dict[str, Any] | None] = [None] * len(items)
     cur = conn.cursor(row_factory=dict_row)
     # the write lock of every series touched: each round reads the current rows after every

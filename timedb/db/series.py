@@ -164,7 +164,7 @@ def resolve_one(conn: psycopg.Connection, flt: SeriesFilter) -> dict[str, Any]:
         raise AmbiguousSeries(
             f"The filters match {total} series; use more specific filters to match "
             f"exactly one. Matched series: [{shown}{more}]",
-            matches=matches[:5],
+            matches=matches[:5], query="labels",
         )
     return matches[0]
 
@@ -426,7 +426,8 @@ def create_many(conn: psycopg.Connection, items: list[NewSeries]) -> list[tuple[
 def _refuse_outside(items: list[NewSeries]) -> None:
     """Forbidden listing the items whose labels do not contain the request's scope."""
     errors: list[dict[str, Any]] = [
-        {"index": i, "message": f"series[{i}]: labels {item.labels} do not contain {tenant.describe()}."}
+        {"in": "body", "pointer": f"/series/{i}/labels", "index": i,
+         "message": f"series[{i}]: labels {item.labels} do not contain {tenant.describe()}."}
         for i, item in enumerate(items) if not tenant.contains(item.labels)]
     if errors:
         what = f"Items outside this token's scope (labels must contain {tenant.describe()})"
@@ -455,10 +456,11 @@ def _raise_conflicts(items: list[NewSeries], firsts: list[int], stored: dict[int
         want = ", ".join(f"{k}={reference[k]!r}" for k in differ)
         what = f"{item.name!r} with labels {item.labels}"
         if row is not None:
-            errors.append({"index": i, "series_id": row["series_id"], "message": (
+            errors.append({"in": "body", "pointer": f"/series/{i}", "index": i, "series_id": row["series_id"],
+                           "message": (
                 f"series[{i}]: {what} already exists (series_id={row['series_id']}) with {want}, not {have}.")})
         else:
-            errors.append({"index": i, "message": (
+            errors.append({"in": "body", "pointer": f"/series/{i}", "index": i, "message": (
                 f"series[{i}]: {what} is also series[{f}] of this request, with {want}, not {have}.")})
     if errors:
         what = "Items that conflict with a stored series or an earlier item"

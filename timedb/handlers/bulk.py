@@ -31,7 +31,7 @@ def insert_bulk(workflow_id: str | None = None, batch_params: str | None = None,
         given = [name for name, value in query.items() if value is not None]
         if given:
             raise InvalidInput(f"With a JSON body, give {', '.join(given)} in the body, not as query parameters "
-                               "(those are for NDJSON, CSV and Arrow bodies).")
+                               "(those are for NDJSON, CSV and Arrow bodies).", query=given[0])
         rows: Rows = req["rows"]  # decoded and checked by the body validator
         columns = rows.columns
         meta = req

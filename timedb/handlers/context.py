@@ -9,7 +9,7 @@ from connexion import request
 from timedb.db.pool import Pool
 from timedb.errors import InvalidInput
 from timedb.settings import Settings
-from timedb.validation import MAX_DEPTH, too_deep
+from timedb.validation import MAX_DEPTH, NUL_MESSAGE, nul_pointers, too_deep
 
 LABELS_MESSAGE = "labels must be a valid JSON object (e.g. '{\"site\":\"Gotland\"}')"
 
@@ -38,11 +38,13 @@ def parse_labels(raw: str | None) -> dict[str, Any] | None:
     try:
         labels = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise InvalidInput(LABELS_MESSAGE) from None
+        raise InvalidInput(LABELS_MESSAGE, query="labels") from None
     if not isinstance(labels, dict):
-        raise InvalidInput(LABELS_MESSAGE)
+        raise InvalidInput(LABELS_MESSAGE, query="labels")
     if too_deep(labels, MAX_DEPTH):  # (stored labels are flat: such a filter matches nothing)
-        raise InvalidInput(f"labels nests deeper than {MAX_DEPTH} levels.")
+        raise InvalidInput(f"labels nests deeper than {MAX_DEPTH} levels.", query="labels")
+    if "\\u0000" in raw and next(nul_pointers(labels), None) is not None:
+        raise InvalidInput(f"labels: {NUL_MESSAGE}.", query="labels")
     return labels
 
 

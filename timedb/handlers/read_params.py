@@ -21,7 +21,8 @@ def _zone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"tz: {name!r} is not an IANA time zone name (e.g. Europe/Berlin, UTC).") from None
+        raise InvalidInput(f"tz: {name!r} is not an IANA time zone name (e.g. Europe/Berlin, UTC).",
+                           query="tz") from None
     return name
 
 
@@ -33,7 +34,7 @@ def _resample(text: str, agg: str, tz: str) -> Resample:
     seconds = duration.span.total_seconds()
     if duration.calendar or not (60 <= seconds <= DAY / 2) or seconds != int(seconds) or DAY % seconds:
         raise InvalidInput(f"resample: {text!r} is not supported: use PT1M to PT12H dividing a day "
-                           "(PT15M, PT1H, PT6H, ...), P1D, P1W or P1M.")
+                           "(PT15M, PT1H, PT6H, ...), P1D, P1W or P1M.", query="resample")
     return Resample("second", int(seconds), agg=agg, tz=tz)
 
 
@@ -48,17 +49,18 @@ def read_spec(mode: Mode, *, start_valid: str | None = None, end_valid: str | No
     zone = _zone(tz) if tz is not None else "UTC"
     if issue_time is not None and days_ahead is None:
         raise InvalidInput("issue_time: give days_ahead too (issue_time is the local time of day of the "
-                           "cutoff, days_ahead its number of days before the valid_time's date).")
+                           "cutoff, days_ahead its number of days before the valid_time's date).", query="issue_time")
     lo = parse_span(min_horizon, "min_horizon") if min_horizon is not None else None
     hi = parse_span(max_horizon, "max_horizon") if max_horizon is not None else None
     if lo is not None and hi is not None and lo > hi:
-        raise InvalidInput("min_horizon: it is longer than max_horizon.")
+        raise InvalidInput("min_horizon: it is longer than max_horizon.", query="min_horizon")
     if agg is not None and resample is None:
-        raise InvalidInput("agg: give resample too (agg is how each resample bucket is aggregated).")
+        raise InvalidInput("agg: give resample too (agg is how each resample bucket is aggregated).", query="agg")
     if agg is not None and agg not in AGGREGATES:
-        raise InvalidInput(f"agg: {agg!r} is not one of {', '.join(AGGREGATES)}.")
+        raise InvalidInput(f"agg: {agg!r} is not one of {', '.join(AGGREGATES)}.", query="agg")
     if resample is not None and mode is Mode.AUDIT:
-        raise InvalidInput("resample: works with latest and versions reads, not with the audit trail.")
+        raise InvalidInput("resample: works with latest and versions reads, not with the audit trail.",
+                           query="resample")
     window = Window(
         start_valid=parse_optional(start_valid, "start_valid"), end_valid=parse_optional(end_valid, "end_valid"),
         start_known=parse_optional(start_known, "start_known"), end_known=parse_optional(end_known, "end_known"),

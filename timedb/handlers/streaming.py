@@ -15,6 +15,7 @@ import anyio.to_thread
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from timedb import metrics
 from timedb.errors import TimedbError
 from timedb.formats import Body
 from timedb.handlers.context import settings
@@ -107,6 +108,7 @@ class StreamedBody(StreamingResponse):
             # cancellation): in a thread, and shielded from the cancellation that ends us
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.body_parts.close)
+            metrics.rows_read(self.body_parts.count)
         if failure is not None:
             # the only way to make an ASGI server drop the connection mid-body
             raise StreamAborted(failure)
@@ -119,6 +121,7 @@ def respond(body: Body) -> Response:
         head, complete = body.first()
         if complete:
             body.close()
+            metrics.rows_read(body.count)
             return Response(head, 200, media_type=body.media_type)
     except BaseException:
         body.close()

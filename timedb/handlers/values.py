@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +39,8 @@ def insert_values() -> Response:
     """Write points into one series (one batch for overlapping series)."""
     req = body()
     if req.get("series_id") is None and req.get("name") is None:
-        raise InvalidInput("Provide either 'series_id' or 'name' (+labels) to identify the target series.")
+        raise InvalidInput("Provide either 'series_id' or 'name' (+labels) to identify the target series.",
+                           body="/name")
     flt = (SeriesFilter(series_id=req["series_id"]) if req.get("series_id") is not None
            else SeriesFilter(name=req["name"], labels=req.get("labels") or None))
     points: Points = req["data"]  # decoded and checked by the body validator
@@ -48,19 +50,24 @@ def insert_values() -> Response:
     unit, skip = req.get("unit"), bool(req.get("skip_unchanged"))
 
     def work(conn: Connection) -> dict[str, Any]:
-        series = resolve_one(conn, flt)
+        try:
+            series = resolve_one(conn, flt)
+        except InvalidInput as exc:  # (the filters are members of the body)
+            raise exc.in_body() from None
         sid = series["series_id"]
         if skip:  # the bulk loader's path: the comparison with what is stored runs in Arrow
             loaded = bulk.load(conn, point_columns(points, sid, known_time), unit=unit, skip_unchanged=True,
                                workflow_id=req.get("workflow_id", "api-workflow"),
                                batch_params=req.get("batch_params"), start_time=start_time)
-            return {"batch_id": loaded.batches[0]["batch_id"] if loaded.batches else None, "series_id": sid,
-                    "rows_inserted": loaded.rows_inserted, "rows_skipped": loaded.rows_skipped}
+            batch = loaded.batches[0] if loaded.batches else {"batch_id": None, "known_time": known_time}
+            return {"batch_id": batch["batch_id"], "series_id": sid, "rows_inserted": loaded.rows_inserted,
+                    "known_time": batch["known_time"], "rows_skipped": loaded.rows_skipped}
         convert = conversion(unit, series["unit"]) if unit is not None else IDENTITY
         # writers of this series take turns; write_time is later than every earlier write
         write_time = lock_series(conn, [sid])
         rows = bulk.Prepared(points, convert)
-        answer: dict[str, Any] = {"batch_id": None, "series_id": sid, "rows_inserted": points.count}
+        answer: dict[str, Any] = {"batch_id": None, "series_id": sid, "rows_inserted": points.count,
+                                  "known_time": known_time or write_time}
         if series["overlapping"]:
             batch_id, batch_known = write.create_batch(
                 conn, sid, known_time=known_time, write_time=write_time,
@@ -69,12 +76,30 @@ def insert_values() -> Response:
             if known_time is not None:
                 write.check_versions_free(conn, sid, batch_id, known_time, rows)
             write.insert_overlapping(conn, sid, batch_id, batch_known, write_time, rows)
-            answer["batch_id"] = batch_id
+            answer["batch_id"], answer["known_time"] = batch_id, batch_known
         else:
             write.insert_flat(conn, sid, rows, known_time, write_time)
         return answer
 
-    return respond_once(work)
+    if _representation():
+        return respond_once(work, {"Preference-Applied": "return=representation"})
+    return respond_once(_without_known_time(work))
+
+
+def _representation() -> bool:
+    """The client asked for the full answer (RFC 7240 `Prefer: return=representation`)."""
+    prefer = request.headers.get("prefer") or ""
+    return any(p.split(";")[0].strip().replace(" ", "").lower() == "return=representation"
+               for p in prefer.split(","))
+
+
+def _without_known_time(work: Callable[[Connection], dict[str, Any]]) -> Callable[[Connection], dict[str, Any]]:
+    """The reference's answer: batch_id, series_id, rows_inserted (rows_skipped with skip_unchanged)."""
+    def minimal(conn: Connection) -> dict[str, Any]:
+        answer = work(conn)
+        answer.pop("known_time", None)
+        return answer
+    return minimal
 
 
 def read_values(name: str | None = None, labels: str | None = None, series_id: int | None = None,
@@ -84,7 +109,8 @@ def read_values(name: str | None = None, labels: str | None = None, series_id: i
     flt = SeriesFilter(name=name, series_id=series_id, labels=parse_labels(labels))
     if versions and include_updates:  # (two modes: say which, never pick one silently)
         raise InvalidInput("versions and include_updates are two read modes: give one of them (include_updates=true "
-                           "is the audit trail, versions=true every version without corrections' details).")
+                           "is the audit trail, versions=true every version without corrections' details).",
+                           query="include_updates")
     mode = Mode.AUDIT if include_updates else Mode.VERSIONS if versions else Mode.LATEST
     fmt = negotiate(format, request.headers.get("accept"))
     for given_by_security in ("user", "token_info"):  # (Connexion passes these to a **params handler)
@@ -102,10 +128,14 @@ def query_values(format: str | None = None) -> Response:
     req = body()
     mode = Mode(req.get("mode", "latest"))
     fmt = negotiate(format, request.headers.get("accept"))
-    spec = _for_format(fmt, read_spec(mode, **spec_args(req)))
+    try:
+        spec = _for_format(fmt, read_spec(mode, **spec_args(req)))
+    except InvalidInput as exc:  # (the read parameters are members of this body)
+        raise exc.in_body() from None
     flt = req.get("filter")
     if (flt is None) == (req.get("series") is None):
-        raise InvalidInput("Give either 'series' (a list of series) or 'filter' (name, unit, labels), not both.")
+        raise InvalidInput("Give either 'series' (a list of series) or 'filter' (name, unit, labels), not both.",
+                           body="/filter")
     found: list[dict[str, Any]] = []
     plan = many_series(req.get("series"), flt and SeriesFilter(name=flt.get("name"), unit=flt.get("unit"),
                                                                 labels=flt.get("labels") or None),
@@ -152,18 +182,20 @@ def _canonical(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _identity(item: dict[str, Any]) -> tuple[str, Any] | None:
+    """How an item names its series: by id, by name (+labels), or both (which must agree,
+    as series_id, name and labels are ANDed in GET /values)."""
+    named = (item.get("name"), tuple(sorted((item.get("labels") or {}).items())))
     if item.get("series_id") is not None:
-        return ("id", item["series_id"])
-    if item.get("name") is not None:
-        return ("name", (item["name"], tuple(sorted((item.get("labels") or {}).items()))))
-    return None
+        return ("both", (item["series_id"], named)) if named != (None, ()) else ("id", item["series_id"])
+    return ("name", named) if named[0] is not None else None
 
 
 def _resolve_series(conn: Connection, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The series of every item; items without identity use the first item's."""
     first = _identity(updates[0])
     if first is None:
-        raise InvalidInput("First update must include 'series_id' or 'name' (+labels) to identify the series.")
+        raise InvalidInput("First update must include 'series_id' or 'name' (+labels) to identify the series.",
+                           body="/updates/0")
     idents = [_identity(u) or first for u in updates]
     ids = sorted({v for k, v in idents if k == "id"})
     by_id = get_by_ids(conn, ids) if ids else {}
@@ -171,10 +203,15 @@ def _resolve_series(conn: Connection, updates: list[dict[str, Any]]) -> list[dic
     if missing:
         raise SeriesNotFound(f"No series found with series_id={missing[0]}.")
     resolved: dict[tuple[str, Any], dict[str, Any]] = {("id", k): v for k, v in by_id.items()}
-    for ident in idents:
-        if ident not in resolved:
-            name, labels = ident[1]
-            resolved[ident] = resolve_one(conn, SeriesFilter(name=name, labels=dict(labels) or None))
+    for i, ident in enumerate(idents):
+        if ident in resolved:
+            continue
+        sid, (name, labels) = ident[1] if ident[0] == "both" else (None, ident[1])
+        flt = SeriesFilter(series_id=sid, name=name, labels=dict(labels) or None)
+        try:
+            resolved[ident] = resolve_one(conn, flt)
+        except InvalidInput as exc:
+            raise exc.in_body(f"/updates/{i}") from None
     return [resolved[i] for i in idents]
 
 
