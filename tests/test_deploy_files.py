@@ -42,3 +42,15 @@ def test_the_cli_default_shutdown_limit_is_the_documented_one():
 
 def test_gunicorn_is_documented_with_timedb_worker():
     assert "-k timedb.workers.UvicornWorker" in README
+
+
+def test_every_pip_install_of_timedb_is_from_the_checkout():
+    """`pip install 'timedb[gunicorn]'` installs an unrelated package of that name from the index
+    (issue 12): the README and the server's messages install extras from the checkout."""
+    sources = [README, DOCKERFILE, *((ROOT / "timedb").joinpath(p).read_text() for p in ("cli.py", "embedded.py"))]
+    # what pip is asked to install: the argument after `pip install` and its options
+    targets = [m.group(1) for text in sources
+               for m in re.finditer(r"pip install (?:-[-\w]+(?:=\S+)? )*['\"]?([^\s'\"`]+)", text)]
+    assert len(targets) >= 4, targets
+    for target in targets:
+        assert target.startswith((".", "/")), target  # a path (the checkout), never a name on the index

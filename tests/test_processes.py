@@ -38,20 +38,6 @@ def exe(name: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen]]:
-    """Processes a test started; any still running at teardown is killed."""
-    started: list[subprocess.Popen] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            try:
-                proc.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-
-
 def run_briefly(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60):
     """Run a command that must exit by itself; returns (CompletedProcess, seconds)."""
     t0 = time.monotonic()

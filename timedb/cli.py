@@ -60,23 +60,29 @@ def api(host: str, port: int, reload: bool, embedded: bool, data_dir: Path | Non
     from timedb.db.schema import create_tables
     from timedb.embedded import default_data_dir, embedded_postgres
 
+    env = environment()
+    dsn = env.get("TIMEDB_DSN") or env.get("DATABASE_URL")
+    if embedded and data_dir is not None and data_dir.exists() and not data_dir.is_dir():
+        raise click.BadParameter("not a directory", param_hint="--data-dir")
+    if not embedded and not dsn:
+        click.echo(f"Error: {MISSING_DSN}", err=True)
+        sys.exit(2)
+    # everything that can fail at start fails here, before a URL is printed
+    _check_settings({**env, "TIMEDB_DSN": "embedded"} if embedded else env)
+    _check_port(host, port)
     if not embedded:
-        env = environment()
-        dsn = env.get("TIMEDB_DSN") or env.get("DATABASE_URL")
-        if not dsn:
-            click.echo(f"Error: {MISSING_DSN}", err=True)
-            sys.exit(2)
+        assert dsn is not None  # checked above
         _check_database(dsn)
         _serve(uvicorn, host, port, reload, graceful)
         return
-    if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
-        raise click.BadParameter("not a directory", param_hint="--data-dir")
     directory = data_dir or default_data_dir()
     click.echo(f"Embedded PostgreSQL in {directory}")
     try:
-        with embedded_postgres(directory) as dsn:
-            create_tables(dsn)
-            os.environ["TIMEDB_DSN"] = dsn
+        with embedded_postgres(directory) as server:
+            if server.shared_with:
+                click.echo(f"  already running, shared with {_pids(server.shared_with)}")
+            create_tables(server.dsn)
+            os.environ["TIMEDB_DSN"] = server.dsn
             # uvicorn re-raises SIGTERM after its graceful shutdown; as KeyboardInterrupt it
             # unwinds through this block (stopping PostgreSQL) instead of killing the process
             signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -85,7 +91,52 @@ def api(host: str, port: int, reload: bool, embedded: bool, data_dir: Path | Non
         raise click.ClickException(str(exc)) from None
     except TimedbError as exc:
         raise click.ClickException(exc.detail) from None
-    click.echo("Embedded PostgreSQL stopped.")
+    if server.left_running_for:
+        click.echo(f"Embedded PostgreSQL left running: {_pids(server.left_running_for)} still uses it.")
+    else:
+        click.echo("Embedded PostgreSQL stopped.")
+
+
+def _pids(pids: list[int]) -> str:
+    if len(pids) == 1:
+        return f"timedb process {pids[0]}"
+    return "timedb processes " + ", ".join(map(str, pids))
+
+
+def _check_settings(env: dict[str, str]) -> None:
+    """The TIMEDB_* settings the server will read are valid (one line if not)."""
+    from timedb.settings import Settings
+
+    try:
+        Settings.from_env(env)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _check_port(host: str, port: int) -> None:
+    """host:port can be listened on, as uvicorn will (asyncio's create_server); one line if not."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise click.ClickException(f"cannot listen on {host}: {exc.strerror}") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise click.ClickException(
+                        f"port {port} on {host} is in use (another server?); choose another with --port."
+                    ) from None
+                raise click.ClickException(f"cannot listen on {host} port {port}: {exc.strerror}") from None
 
 
 def _check_database(dsn: str) -> None:
