@@ -35,6 +35,22 @@ def text_or_bytes(ctx, value):
     return json.dumps(value).encode()
 
 
+@schemathesis.check
+def problems_say_what_to_fix(ctx, response, case):
+    """Every 400 is a timedb problem type whose `errors` says where each fault is (issue 12)."""
+    if response.status_code != 400:
+        return None
+    problem = json.loads(response.content)
+    assert problem.get("type", "").startswith("/problems/"), f"a 400 of type {problem.get('type')!r}"
+    errors = problem.get("errors")
+    assert errors, "a 400 without `errors`"
+    for error in errors:
+        assert error.get("in") in ("query", "path", "header", "body"), f"an error that says not where: {error}"
+        assert ("pointer" if error["in"] == "body" else "name") in error, f"an error that says not where: {error}"
+    assert "\n" not in problem.get("detail", ""), "a detail of more than one line"
+    return None
+
+
 schema.hook("map_case")(steer_to_seed)
 schema.hook("filter_failure")(refused_by_documented_rule)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
@@ -12,6 +13,15 @@ from starlette.exceptions import HTTPException
 from timedb.errors import TimedbError
 
 log = logging.getLogger("timedb")
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """A detail on one line: control characters a client sent (a label key with a newline,
+    quoted in a message) shown as \\uXXXX escapes."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def render_problem(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -25,7 +35,7 @@ def render_problem(_request: ConnexionRequest, exc: Exception) -> ConnexionRespo
     return problem(
         status=exc.status,
         title=exc.title,
-        detail=exc.detail,
+        detail=one_line(exc.detail),
         type=exc.type,
         headers=exc.headers or None,
         ext=exc.extra or None,
@@ -72,5 +82,7 @@ def render_connexion_problem(_request: ConnexionRequest, exc: Exception) -> Conn
             type=f"/problems/http-{status}")
     type_, title = _TYPES.get(status, (f"/problems/http-{status}", getattr(exc, "title", "") or "Error"))
     detail = _DETAILS.get(status, detail or title)
-    ext = {"errors": [{"message": detail}]} if status == 400 else None
-    return problem(status=status, title=title, detail=detail, type=type_, headers=headers or None, ext=ext)
+    # (our validators raise timedb errors; what Connexion itself refuses is the body: a form
+    # without its multipart boundary, ...)
+    ext = {"errors": [{"in": "body", "pointer": "", "message": detail}]} if status == 400 else None
+    return problem(status=status, title=title, detail=one_line(detail), type=type_, headers=headers or None, ext=ext)

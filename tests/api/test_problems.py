@@ -230,3 +230,9 @@ def test_root_is_a_page_for_a_browser(client):
         assert f'href="{path}"' in resp.text
     assert "POST /values - Insert time series data" in resp.text
     assert "default-src 'none'" in resp.headers["content-security-policy"]
+
+
+def test_the_detail_stays_one_line_whatever_the_client_sent(client):
+    problem = bad_request(client.post("/series", json={"name": "a", "labels": {"line\nbreak\x00": "v"}}))
+    assert problem["errors"][0]["pointer"] == "/labels/line\nbreak\x00"  # (exact: it points at the key)
+    assert "\n" not in problem["detail"] and "line\\u000abreak\\u0000" in problem["detail"]
