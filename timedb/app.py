@@ -22,12 +22,11 @@ with warnings.catch_warnings():
     from connexion.options import SwaggerUIOptions
 import yaml
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
-from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 
 from timedb import access_log, auth, metrics, spec_document, web_headers
-from timedb.db.pool import check_connection, in_transaction, make_pool, open_pool
+from timedb.db.pool import check_connection, in_transaction, make_pool, open_pool, redact
 from timedb.db.schema import schema_present
 from timedb.errors import TimedbError
 from timedb.handlers.streaming import install_quiet_abort
@@ -45,19 +44,6 @@ def spec_path() -> Path:
     if packaged.is_file():
         return Path(str(packaged))
     return Path(__file__).resolve().parent.parent / "openapi" / "timedb.yaml"
-
-
-def redact(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    try:
-        parts = conninfo_to_dict(dsn)
-    except Exception:  # an unparsable DSN is reported by the connection attempt itself
-        return "<unparsable DSN>"
-    if "password" in parts:
-        parts["password"] = "***"  # noqa: S105
-    return make_conninfo("", **parts)
 
 
 # seconds the server waits at start for its first database connection
@@ -97,10 +83,10 @@ def make_lifespan(settings: Settings) -> Any:
         try:
             await anyio.to_thread.run_sync(check_connection, settings.dsn)
             await anyio.to_thread.run_sync(open_pool, pool, STARTUP_TIMEOUT)
-        except (TimedbError, PoolTimeout) as exc:
+        except TimedbError as exc:
             pool.close()
-            reason = exc.detail if isinstance(exc, TimedbError) else "timed out"
-            raise StartupError(f"timedb: cannot connect to the database at {redact(settings.dsn)}: {reason}") from None
+            where = redact(settings.dsn)
+            raise StartupError(f"timedb: cannot connect to the database at {where}: {exc.detail}") from None
         if not await anyio.to_thread.run_sync(in_transaction, pool, schema_present):
             log.warning("The database at %s has no timedb tables: run `timedb create tables` "
                         "(until then requests that need them answer 503).", redact(settings.dsn))

@@ -32,7 +32,7 @@ def _dsn(dsn: str | None) -> str:
 
 
 def _short(dsn: str) -> str:
-    from timedb.app import redact
+    from timedb.db.pool import redact
 
     text = redact(dsn)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -141,16 +141,12 @@ def _check_port(host: str, port: int) -> None:
 
 def _check_database(dsn: str) -> None:
     """Fail fast, with one line, when the database cannot be reached."""
-    import psycopg
-
-    from timedb.db.errors import first_line
-    from timedb.db.schema import schema_present
+    from timedb.db.pool import check_database
 
     try:
-        with psycopg.connect(dsn, connect_timeout=10) as conn:
-            present = schema_present(conn)
-    except psycopg.Error as exc:
-        raise click.ClickException(f"cannot connect to the database at {_short(dsn)}: {first_line(exc)}") from None
+        present = check_database(dsn)
+    except TimedbError as exc:
+        raise click.ClickException(f"cannot connect to the database at {_short(dsn)}: {exc.detail}") from None
     if not present:
         click.echo("Warning: the timedb tables do not exist yet; run `timedb create tables`.", err=True)
 

@@ -133,7 +133,35 @@ def check_connection(dsn: str, timeout: int = 5) -> None:
 
 def open_pool(pool: ConnectionPool, timeout: float = 10.0) -> None:
     """Open the pool and wait for a first connection, so a bad DSN fails at start."""
-    pool.open(wait=True, timeout=timeout)
+    try:
+        pool.open(wait=True, timeout=timeout)
+    except PoolTimeout:
+        raise ServiceUnavailable("timed out") from None
+
+
+def check_database(dsn: str, timeout: int = 10) -> bool:
+    """Connect once (a one-line ServiceUnavailable when that fails); True when the timedb
+    tables exist."""
+    from timedb.db.schema import schema_present
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=timeout) as conn:
+            return schema_present(conn)
+    except psycopg.Error as exc:
+        raise ServiceUnavailable(first_line(exc)) from None
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception:  # an unparsable DSN is reported by the connection attempt itself
+        return "<unparsable DSN>"
+    if "password" in parts:
+        parts["password"] = "***"  # noqa: S105
+    return make_conninfo("", **parts)
 
 
 def checkout(pool: Pool, *, watched: bool = False) -> psycopg.Connection:
