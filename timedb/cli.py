@@ -13,7 +13,7 @@ import click
 
 from timedb import __version__
 from timedb.errors import ConfigError, TimedbError
-from timedb.settings import MISSING_DSN, environment
+from timedb.settings import MISSING_DSN, configured_dsn, environment
 
 T = TypeVar("T")
 
@@ -23,8 +23,7 @@ GRACEFUL_SHUTDOWN = 20
 
 def _dsn(dsn: str | None) -> str:
     """--dsn, else TIMEDB_DSN / DATABASE_URL (environment, then ./.env); exit 2 if none."""
-    env = environment()
-    value = dsn or env.get("TIMEDB_DSN") or env.get("DATABASE_URL")
+    value = dsn or configured_dsn(environment())
     if not value:
         click.echo("Error: No DSN provided. Use --dsn or set TIMEDB_DSN / DATABASE_URL.", err=True)
         sys.exit(2)
@@ -61,7 +60,7 @@ def api(host: str, port: int, reload: bool, embedded: bool, data_dir: Path | Non
     from timedb.embedded import default_data_dir, embedded_postgres
 
     env = environment()
-    dsn = env.get("TIMEDB_DSN") or env.get("DATABASE_URL")
+    dsn = configured_dsn(env)
     if embedded and data_dir is not None and data_dir.exists() and not data_dir.is_dir():
         raise click.BadParameter("not a directory", param_hint="--data-dir")
     if not embedded and not dsn:

@@ -16,25 +16,22 @@ MISSING_DSN = (
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse a .env file: KEY=VALUE lines, optional quotes, # comments."""
-    values: dict[str, str] = {}
+    """A .env file's KEY=VALUE lines, parsed by python-dotenv (quotes, `export`, escapes, and
+    `# comments` after a value, which a hand parser used to keep in the value); no variable is
+    expanded, and a file that cannot be read counts as empty."""
+    from dotenv import dotenv_values
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError):
-        return values
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, _, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        if key:
-            values[key] = value
-    return values
+        with path.open(encoding="utf-8") as stream:
+            values = dotenv_values(stream=stream, interpolate=False)
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def configured_dsn(env: dict[str, str]) -> str | None:
+    """The database to use: TIMEDB_DSN, else DATABASE_URL (the one place that says so)."""
+    return (env.get("TIMEDB_DSN") or env.get("DATABASE_URL") or "").strip() or None
 
 
 def environment(cwd: Path | None = None) -> dict[str, str]:
@@ -121,7 +118,7 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         """Read TIMEDB_DSN, else DATABASE_URL (environment first, then ./.env)."""
         env = environment() if env is None else env
-        dsn = (env.get("TIMEDB_DSN") or env.get("DATABASE_URL") or "").strip()
+        dsn = configured_dsn(env)
         if not dsn:
             raise ConfigError(MISSING_DSN)
         d = cls(dsn="")

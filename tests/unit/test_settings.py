@@ -81,3 +81,27 @@ def test_pool_sizes_that_cannot_work_are_one_line(low, high):
 def test_pool_sizes_that_work():
     settings = Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_POOL_MIN_SIZE": "0", "TIMEDB_POOL_MAX_SIZE": "1"})
     assert (settings.pool_min_size, settings.pool_max_size) == (0, 1)
+
+
+def test_dotenv_reads_what_shells_and_docker_read(tmp_path):
+    """python-dotenv (issue 13): a `# comment` after a value is not part of it (the hand parser
+    kept it), quotes and `export` are understood, nothing is expanded, a bare key is absent."""
+    (tmp_path / ".env").write_text(
+        "TIMEDB_DSN=postgresql:///a  # the production database\n"
+        "export TIMEDB_AUTH='tokens'\n"
+        'TIMEDB_CORS_ORIGINS="https://a.example # not a comment inside quotes"\n'
+        "TIMEDB_LOCK_TIMEOUT=${HOME}\n"
+        "BARE\n"
+        "# TIMEDB_POOL_MAX_SIZE=99\n")
+    values = read_dotenv(tmp_path / ".env")
+    assert values == {"TIMEDB_DSN": "postgresql:///a", "TIMEDB_AUTH": "tokens",
+                      "TIMEDB_CORS_ORIGINS": "https://a.example # not a comment inside quotes",
+                      "TIMEDB_LOCK_TIMEOUT": "${HOME}"}
+
+
+def test_an_unreadable_dotenv_counts_as_empty(tmp_path):
+    (tmp_path / ".env").write_bytes(b"TIMEDB_DSN=\xff\xfe\n")
+    assert read_dotenv(tmp_path / ".env") == {}
+    (tmp_path / "dir.env").mkdir()
+    assert read_dotenv(tmp_path / "dir.env") == {}
+    assert read_dotenv(tmp_path / "missing.env") == {}
