@@ -27,12 +27,10 @@ import pyarrow.json as pa_json
 
 from timedb import bulk_columns as bc
 from timedb.errors import InvalidInput, SchemaViolation, TimedbError, Unprocessable
+from timedb.media_types import ARROW, CSV, NDJSON
 from timedb.points import non_finite
 from timedb.points import rows as json_rows
 
-NDJSON = "application/x-ndjson"
-CSV = "text/csv"
-ARROW = "application/vnd.apache.arrow.stream"
 MEDIA_TYPES = (NDJSON, CSV, ARROW)
 
 FIELDS = ("series_id", "name", "labels", "valid_time", "valid_time_end", "value", "known_time")

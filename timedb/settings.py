@@ -9,6 +9,9 @@ from pathlib import Path
 
 from timedb.errors import ConfigError
 
+# the largest request body by default (TIMEDB_MAX_BODY_BYTES)
+MAX_BODY_BYTES = 256 * 1024 * 1024
+
 MISSING_DSN = (
     "No database configured: set TIMEDB_DSN (or DATABASE_URL), "
     "or run `timedb api --embedded` to use a built-in PostgreSQL."
@@ -89,7 +92,7 @@ class Settings:
     pool_timeout: float = 5.0
     # requests allowed to queue for a connection; more get a 503 at once (0: unbounded)
     pool_max_waiting: int = 20
-    max_body_bytes: int = 256 * 1024 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
     # bodies larger than LARGE_BODY_BYTES (or of unknown length) parsed at the same time
     max_large_bodies: int = 2
     validate_responses: bool = False

@@ -41,6 +41,7 @@ from timedb.errors import (
     json_pointer,
 )
 from timedb.points import SLICED, non_finite
+from timedb.settings import MAX_BODY_BYTES
 
 # where the validator leaves the parsed body and the Idempotency-Key fingerprint in the scope
 BODY_KEY = "timedb_body"
@@ -214,7 +215,7 @@ class FastJSONBodyValidator(AbstractRequestBodyValidator):  # type: ignore[misc]
     Python objects; the rest of the body is validated against the schema as usual.
     """
 
-    max_body_bytes = 256 * 1024 * 1024
+    max_body_bytes = MAX_BODY_BYTES
     client_timeout = 30.0
 
     def __init__(self, *, schema: dict[str, Any], required: bool = False, nullable: bool = False,

@@ -14,6 +14,7 @@ import pyarrow.csv as pcsv
 import pyarrow.ipc as ipc
 import pyarrow.json as pjson
 
+from timedb import media_types
 from timedb.db.read_query import Mode
 from timedb.db.values_copy import TIMESTAMPS, CopyStream
 from timedb.formats.json import dump, series_list
@@ -93,7 +94,7 @@ class ArrowBody:
     """An Arrow IPC stream from a CopyStream opened with Printed.TYPED: the schema, one
     record batch per block of rows, the end-of-stream marker."""
 
-    media_type = "application/vnd.apache.arrow.stream"
+    media_type = media_types.ARROW
 
     def __init__(self, stream: CopyStream, mode: Mode, tz: str | None = None,
                  series: list[dict[str, Any]] | None = None) -> None:

@@ -3,6 +3,7 @@ passes the bytes on, block by block."""
 
 from __future__ import annotations
 
+from timedb import media_types
 from timedb.db.values_copy import CopyStream
 
 # rows in the first part (whole answers up to this size go out as plain responses, as JSON's
@@ -14,7 +15,7 @@ BLOCK_ROWS = 32768
 class CsvBody:
     """A CSV answer from a CopyStream opened with Printed.TEXT (header row, JSON-like text)."""
 
-    media_type = "text/csv"  # Starlette adds "; charset=utf-8"
+    media_type = media_types.CSV  # Starlette adds "; charset=utf-8"
 
     def __init__(self, stream: CopyStream) -> None:
         self.stream = stream

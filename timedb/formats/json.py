@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from timedb import media_types
 from timedb.db.read_query import Mode
 from timedb.db.values_read import RowStream
 
@@ -90,7 +91,7 @@ class JsonBody:
     """A values document from a RowStream: whole when the rows fit in one chunk (count
     first), else streamed chunk by chunk (count last)."""
 
-    media_type = "application/json"
+    media_type = media_types.JSON
 
     def __init__(self, stream: RowStream, mode: Mode, series: list[dict[str, Any]] | None = None) -> None:
         self.stream = stream

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from timedb import media_types
 from timedb.db.read_query import Mode
 from timedb.db.values_copy import columns
 from timedb.db.values_read import RowStream
@@ -18,7 +19,7 @@ class NdjsonBody:
     JSON response validator, keyed `*/*json`, would take x-ndjson for JSON).
     """
 
-    media_type = "application/x-ndjson"
+    media_type = media_types.NDJSON
 
     def __init__(self, stream: RowStream, mode: Mode, series: list[dict[str, Any]] | None = None) -> None:
         self.stream = stream

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from timedb import media_types
 from timedb.errors import NotAcceptable
 
 # format name -> media type, in the server's order of preference (JSON wins ties)
 MEDIA_TYPES = {
-    "json": "application/json",
-    "csv": "text/csv",
-    "ndjson": "application/x-ndjson",
-    "arrow": "application/vnd.apache.arrow.stream",
+    "json": media_types.JSON,
+    "csv": media_types.CSV,
+    "ndjson": media_types.NDJSON,
+    "arrow": media_types.ARROW,
 }
 
 Range = tuple[str, str, float]  # type, subtype (either may be "*"), q

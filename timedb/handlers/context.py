@@ -9,7 +9,7 @@ from connexion import request
 from timedb.db.pool import Pool
 from timedb.errors import InvalidInput
 from timedb.settings import Settings
-from timedb.validation import MAX_DEPTH, NUL_MESSAGE, nul_pointers, too_deep
+from timedb.validation import BODY_KEY, MAX_DEPTH, NUL_MESSAGE, nul_pointers, too_deep
 
 LABELS_MESSAGE = "labels must be a valid JSON object (e.g. '{\"site\":\"Gotland\"}')"
 
@@ -26,7 +26,7 @@ def settings() -> Settings:
 
 def body() -> Any:
     """The request body as parsed (once) by the fast body validator."""
-    return request.scope["state"]["timedb_body"]
+    return request.scope["state"][BODY_KEY]
 
 
 def parse_labels(raw: str | None) -> dict[str, Any] | None:

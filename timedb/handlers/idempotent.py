@@ -9,7 +9,7 @@ import orjson
 from connexion import request
 from starlette.responses import Response
 
-from timedb import metrics
+from timedb import media_types, metrics
 from timedb.db import idempotency, tenant
 from timedb.db.pool import Connection, in_transaction
 from timedb.handlers.context import pool, settings
@@ -45,5 +45,5 @@ def respond_once(work: Callable[[Connection], Any], headers: dict[str, str] | No
     status, body, replayed = in_transaction(pool(), transaction)
     if not replayed and stored[0]:
         metrics.rows_written(stored[0])
-    return Response(body, status, media_type="application/json",
+    return Response(body, status, media_type=media_types.JSON,
                     headers={**(headers or {}), **({"Idempotent-Replayed": "true"} if replayed else {})} or None)

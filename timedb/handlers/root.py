@@ -7,14 +7,15 @@ from typing import Any
 
 from connexion import request
 
-from timedb import __version__
+from timedb import __version__, media_types
 from timedb.db.pool import in_transaction
 from timedb.db.schema import schema_present
 from timedb.errors import SchemaMissing
 from timedb.formats.negotiate import _quality, parse_accept
 from timedb.handlers.context import pool
+from timedb.media_types import HTML, JSON_HEADERS
 
-JSON = {"Content-Type": "application/json"}
+JSON = JSON_HEADERS
 
 ENDPOINTS = {
     "insert_values": "POST /values - Insert time series data",
@@ -47,7 +48,7 @@ def get_api_info() -> tuple[Any, int, dict[str, str]]:
     root = request.scope.get("root_path", "").rstrip("/")
     link = ", ".join(f'<{root}{path}>; rel="{rel}"' for path, rel, _ in LINKS)
     if _prefers_html(request.headers.get("accept")):
-        return _page(info, root), 200, {"Content-Type": "text/html", "Link": link}
+        return _page(info, root), 200, {"Content-Type": HTML, "Link": link}
     return info, 200, {**JSON, "Link": link}
 
 
@@ -56,7 +57,7 @@ def _prefers_html(accept: str | None) -> bool:
     if not accept or "html" not in accept:
         return False
     ranges = parse_accept(accept)
-    return _quality("text/html", ranges) > _quality("application/json", ranges)
+    return _quality(HTML, ranges) > _quality(media_types.JSON, ranges)
 
 
 def _page(info: dict[str, Any], root: str) -> str:

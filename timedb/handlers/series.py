@@ -15,8 +15,9 @@ from timedb.db.pool import Connection, in_transaction
 from timedb.errors import InvalidInput, items_detail
 from timedb.handlers.context import body, parse_labels, pool
 from timedb.handlers.idempotent import respond_once
+from timedb.media_types import JSON_HEADERS
 
-JSON = {"Content-Type": "application/json"}
+JSON = JSON_HEADERS
 
 
 def _filter(name: str | None, labels: str | None, unit: str | None = None,
