@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:  # `pytest contract-tests` alone does not import t
 
 from contract_seed import seed  # noqa: E402
 
-from tests.conftest import free_port, server_env, start_process, stop_process  # noqa: E402
+from tests.processes import free_port, server_env, start_process, stop_process  # noqa: E402
 from timedb.db.schema import TABLES  # noqa: E402
 
 

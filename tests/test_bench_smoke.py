@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.processes import ROOT
 
 
 def test_bench_smoke(server_dsn, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import ROOT
+from tests.processes import ROOT
 from timedb.cli import GRACEFUL_SHUTDOWN
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

@@ -78,7 +78,7 @@ def test_every_operation_and_schema_has_a_plain_name(generated):
 def server_with_token(make_database):
     """A real uvicorn that requires tokens (TIMEDB_AUTH=tokens), on a database of its own, and
     the secret of a write token."""
-    from tests.conftest import free_port, server_env, start_process, stop_process
+    from tests.processes import free_port, server_env, start_process, stop_process
     from timedb.db import tokens
 
     dsn = make_database()

@@ -20,7 +20,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port, server_env, start_process, stop_process
+from tests.processes import free_port, server_env, start_process, stop_process
 
 BIN = Path(sys.executable).parent
 GUNICORN = [str(BIN / "gunicorn")] if (BIN / "gunicorn").exists() else [sys.executable, "-m", "gunicorn"]

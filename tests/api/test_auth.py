@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import free_port, server_env, start_process, stop_process
 from tests.helpers import LOCAL, assert_problem, table_rows
+from tests.processes import free_port, server_env, start_process, stop_process
 from timedb.app import create_app
 from timedb.db import tokens as store
 from timedb.settings import Settings

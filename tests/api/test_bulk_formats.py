@@ -24,8 +24,8 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from tests.conftest import free_port, server_env, start_process, stop_process
 from tests.helpers import LOCAL, assert_problem, make_series
+from tests.processes import free_port, server_env, start_process, stop_process
 from timedb import bulk_columns, points
 from timedb.app import create_app
 from timedb.db.schema import TABLES

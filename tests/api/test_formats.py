@@ -24,8 +24,8 @@ import pyarrow.json as pjson
 import pytest
 from psycopg import sql
 
-from tests.conftest import free_port, server_env, start_process, stop_process
 from tests.helpers import assert_problem, insert, make_series
+from tests.processes import free_port, server_env, start_process, stop_process
 from timedb.db.pool import Pool
 from timedb.db.read_query import Mode
 from timedb.db.values_copy import CopyStream, Printed

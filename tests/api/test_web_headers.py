@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.conftest import free_port, server_env, start_process, stop_process
 from tests.helpers import LOCAL, make_series
+from tests.processes import free_port, server_env, start_process, stop_process
 from timedb.app import create_app
 from timedb.settings import Settings
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port, server_env, start_process, stop_process
+from tests.processes import ROOT, free_port, server_env, start_process, stop_process
 from tests.test_processes import (
     exe,
     lines,
@@ -147,7 +147,7 @@ def assert_one_line_and_no_url(proc: subprocess.CompletedProcess, expected: str)
 
 
 def test_busy_port_is_one_line_and_no_url(make_database, busy_port, tmp_path):
-    proc, _ = run_briefly([*exe("timedb"), "api", "--port", str(busy_port)],
+    proc = run_briefly([*exe("timedb"), "api", "--port", str(busy_port)],
                           server_env(make_database()), cwd=tmp_path)
     assert_one_line_and_no_url(
         proc, f"Error: port {busy_port} on 127.0.0.1 is in use (another server?); choose another with --port.")
@@ -155,7 +155,7 @@ def test_busy_port_is_one_line_and_no_url(make_database, busy_port, tmp_path):
 
 
 def test_busy_port_with_embedded_starts_no_postgres(busy_port, embedded_dir, tmp_path):
-    proc, _ = run_briefly([*exe("timedb"), "api", "--embedded", "--data-dir", str(embedded_dir),
+    proc = run_briefly([*exe("timedb"), "api", "--embedded", "--data-dir", str(embedded_dir),
                            "--port", str(busy_port)], server_env(None), cwd=tmp_path)
     assert_one_line_and_no_url(
         proc, f"Error: port {busy_port} on 127.0.0.1 is in use (another server?); choose another with --port.")
@@ -163,7 +163,7 @@ def test_busy_port_with_embedded_starts_no_postgres(busy_port, embedded_dir, tmp
 
 
 def test_pool_sizes_that_cannot_work_fail_before_any_url(make_database, tmp_path):
-    proc, _ = run_briefly([*exe("timedb"), "api", "--port", str(free_port())],
+    proc = run_briefly([*exe("timedb"), "api", "--port", str(free_port())],
                           server_env(make_database(), TIMEDB_POOL_MIN_SIZE="20", TIMEDB_POOL_MAX_SIZE="10"),
                           cwd=tmp_path)
     assert_one_line_and_no_url(proc, "Error: TIMEDB_POOL_MIN_SIZE (20) must lie between 0 and "

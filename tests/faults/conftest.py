@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from tests.clusters import Cluster, PgBouncer, pgbouncer_available
-from tests.conftest import free_port, server_env, start_process
+from tests.processes import free_port, server_env, start_process
 
 HERE = Path(__file__).parent
 

@@ -28,9 +28,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.conftest import free_port, server_env
 from tests.faults.conftest import backends, seed_series, wait_until
 from tests.helpers import assert_problem
+from tests.processes import free_port, server_env
 
 BIN = Path(sys.executable).parent
 TIMEDB = [str(BIN / "timedb")] if (BIN / "timedb").exists() else [sys.executable, "-m", "timedb"]

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.processes import ROOT
 from timedb import points as pts
 from timedb.errors import InvalidInput, Unprocessable
 from timedb.timestamps import TIMESTAMP_PATTERN
