@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.conftest import free_port, server_env, start_process, stop_process
 from tests.helpers import LOCAL
+from tests.processes import server_env, start_server, stop_process
 from timedb.app import create_app
 from timedb.db.schema import TABLES, create_tables
 from timedb.settings import Settings
@@ -125,11 +125,8 @@ def client(session_client, clean_db):
 @pytest.fixture(scope="session")
 def live_server(app_dsn: str) -> Iterator[str]:
     """A real uvicorn process serving the app; yields its base URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process(
-        [sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
-        server_env(app_dsn, TIMEDB_VALIDATE_RESPONSES="1"), url + "/healthz")
+    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
+                             server_env(app_dsn, TIMEDB_VALIDATE_RESPONSES="1"))
     yield url
     stop_process(proc)
 

@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:  # `pytest contract-tests` alone does not import t
 
 from contract_seed import seed  # noqa: E402
 
-from tests.processes import free_port, server_env, start_process, stop_process  # noqa: E402
+from tests.processes import server_env, start_server, stop_process  # noqa: E402
 from timedb.db.schema import TABLES  # noqa: E402
 
 
@@ -63,10 +63,8 @@ def contract_target(make_database) -> Iterator[Target]:
     the token to the base URL, which an in-process (ASGI) target cannot receive."""
     dsn = make_database()
     headers = admin_token(dsn)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
-                         server_env(dsn, TIMEDB_VALIDATE_RESPONSES="1", TIMEDB_AUTH="tokens"), url + "/healthz")
+    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
+                             server_env(dsn, TIMEDB_VALIDATE_RESPONSES="1", TIMEDB_AUTH="tokens"))
     try:
         with requests.Session() as session:
             session.headers.update(headers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -47,6 +48,35 @@ def start_process(args: list[str], env: dict[str, str], url: str, cwd: Path | No
         proc.wait()
         raise
     return proc
+
+
+# the address a server prints once it listens: uvicorn, and gunicorn's master
+_LISTENING = re.compile(r"(?:Uvicorn running on|Listening at:) (http://[^\s/]+)")
+
+
+def start_server(args: list[str], env: dict[str, str], path: str = "/healthz",
+                 cwd: Path | None = None, timeout: float = 30) -> tuple[subprocess.Popen, str]:
+    """Start a server told to listen on port 0 (`--port 0`, `--bind 127.0.0.1:0`), read the
+    port it got back from its output, and wait until it answers at path; returns (process,
+    base URL). No free-port race: the port is never released between choosing and binding it."""
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(args, env=env, cwd=cwd or ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log = log  # type: ignore[attr-defined]
+    try:
+        deadline = time.monotonic() + timeout
+        while (found := _LISTENING.search(_output(proc))) is None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}: {_output(proc)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the server did not say where it listens within {timeout}s: {_output(proc)}")
+            time.sleep(0.05)
+        url = found.group(1)
+        wait_http(url + path, proc, timeout=max(1.0, deadline - time.monotonic()))
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, url
 
 
 def _output(proc: subprocess.Popen) -> str:

@@ -78,15 +78,13 @@ def test_every_operation_and_schema_has_a_plain_name(generated):
 def server_with_token(make_database):
     """A real uvicorn that requires tokens (TIMEDB_AUTH=tokens), on a database of its own, and
     the secret of a write token."""
-    from tests.processes import free_port, server_env, start_process, stop_process
+    from tests.processes import server_env, start_server, stop_process
     from timedb.db import tokens
 
     dsn = make_database()
     secret = tokens.using(dsn, lambda conn: tokens.create(conn, "generated-client", "write", {}, None))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
-                         server_env(dsn, TIMEDB_AUTH="tokens", TIMEDB_VALIDATE_RESPONSES="1"), url + "/healthz")
+    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
+                             server_env(dsn, TIMEDB_AUTH="tokens", TIMEDB_VALIDATE_RESPONSES="1"))
     try:
         yield url, secret
     finally:

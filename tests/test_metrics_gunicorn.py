@@ -20,7 +20,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.processes import free_port, server_env, start_process, stop_process
+from tests.processes import server_env, start_server, stop_process
 
 BIN = Path(sys.executable).parent
 GUNICORN = [str(BIN / "gunicorn")] if (BIN / "gunicorn").exists() else [sys.executable, "-m", "gunicorn"]
@@ -65,10 +65,8 @@ def gunicorn(make_database) -> Iterator[tuple[str, subprocess.Popen]]:
     env = server_env(make_database(), TIMEDB_POOL_MIN_SIZE=str(POOL), TIMEDB_POOL_MAX_SIZE=str(POOL),
                      TIMEDB_LOG_FORMAT="json")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process([*GUNICORN, "timedb.api:app", "-k", "timedb.workers.UvicornWorker", "-w", str(WORKERS),
-                          "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5"], env, url + "/healthz")
+    proc, url = start_server([*GUNICORN, "timedb.api:app", "-k", "timedb.workers.UvicornWorker", "-w", str(WORKERS),
+                              "--bind", "127.0.0.1:0", "--graceful-timeout", "5"], env)
     yield url, proc
     if proc.poll() is None:
         stop_process(proc)

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from tests.helpers import LOCAL, assert_problem, table_rows
-from tests.processes import free_port, server_env, start_process, stop_process
+from tests.processes import server_env, start_server, stop_process
 from timedb.app import create_app
 from timedb.db import tokens as store
 from timedb.settings import Settings
@@ -300,10 +300,8 @@ def test_cli_without_the_tokens_table_says_what_to_run(make_database):
 
 
 def _serve(dsn: str, *extra: str) -> tuple[Any, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port), *extra],
-                         server_env(dsn), url + "/healthz")
+    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0", *extra],
+                             server_env(dsn))
     return proc, url
 
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pytest
 
 from tests.helpers import LOCAL, assert_problem, make_series
-from tests.processes import free_port, server_env, start_process, stop_process
+from tests.processes import server_env, start_server, stop_process
 from timedb import bulk_columns, points
 from timedb.app import create_app
 from timedb.db.schema import TABLES
@@ -744,10 +744,8 @@ def test_body_over_the_limit_is_413(small_client, fmt):
 @pytest.fixture(scope="module")
 def impatient_server(make_database) -> Iterator[str]:
     """A uvicorn process that waits at most 1 s for each part of a body."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
-                         server_env(make_database(), TIMEDB_CLIENT_TIMEOUT="1"), url + "/healthz")
+    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
+                             server_env(make_database(), TIMEDB_CLIENT_TIMEOUT="1"))
     yield url
     stop_process(proc)
 

@@ -25,7 +25,7 @@ import pytest
 from psycopg import sql
 
 from tests.helpers import assert_problem, insert, make_series
-from tests.processes import free_port, server_env, start_process, stop_process
+from tests.processes import server_env, start_server, stop_process
 from timedb.db.pool import Pool
 from timedb.db.read_query import Mode
 from timedb.db.values_copy import CopyStream, Printed
@@ -394,11 +394,9 @@ def test_ndjson_metadata_line(client):
 def test_only_clients_that_leave_are_logged_as_gone(app_dsn, clean_db):
     """uvicorn reports a disconnect as soon as a response is complete: that is no client
     going away (it was logged as one after every streamed read)."""
-    port = free_port()
-    proc = start_process([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
-                         server_env(app_dsn), f"http://127.0.0.1:{port}/healthz")
+    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"], server_env(app_dsn))
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        with httpx.Client(base_url=url, timeout=30) as http:
             sid = meter(http)
             for fmt in MEDIA:
                 for _ in range(3):

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.helpers import LOCAL, make_series
-from tests.processes import free_port, server_env, start_process, stop_process
+from tests.processes import server_env, start_server, stop_process
 from timedb.app import create_app
 from timedb.settings import Settings
 
@@ -242,10 +242,8 @@ def test_method_not_allowed_keeps_its_allow_header(session_client):
 
 @pytest.fixture(scope="module")
 def cors_server(app_dsn: str) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
-                         server_env(app_dsn, TIMEDB_CORS_ORIGINS=ORIGIN), url + "/healthz")
+    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
+                             server_env(app_dsn, TIMEDB_CORS_ORIGINS=ORIGIN))
     yield url
     stop_process(proc)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import ROOT, free_port, server_env, start_process, stop_process
+from tests.processes import ROOT, free_port, server_env, start_server, stop_process
 from tests.test_processes import (
     exe,
     lines,
@@ -210,10 +210,8 @@ def test_two_servers_on_one_data_dir_say_what_happens_to_postgres(embedded_dir, 
 
 def test_a_database_without_tables_is_a_warning_at_start(make_database):
     """The server starts (its probes say not ready) and says at once what to run."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", str(port)],
-                         server_env(make_database(with_tables=False)), url + "/healthz")
+    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
+                             server_env(make_database(with_tables=False)))
     assert httpx.get(url + "/readyz").status_code == 503
     out = stop_process(proc)
     assert "no timedb tables: run `timedb create tables`" in out, out
