@@ -125,8 +125,10 @@ def client(session_client, clean_db):
 @pytest.fixture(scope="session")
 def live_server(app_dsn: str) -> Iterator[str]:
     """A real uvicorn process serving the app; yields its base URL."""
-    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
-                             server_env(app_dsn, TIMEDB_VALIDATE_RESPONSES="1"))
+    proc, url = start_server(
+        [sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
+        server_env(app_dsn, TIMEDB_VALIDATE_RESPONSES="1"),
+    )
     yield url
     stop_process(proc)
 

@@ -36,13 +36,24 @@ def overhead(bench: Bench) -> None:
             servers[mode] = Server(bench.db.dsn, free_port(), log, {"TIMEDB_AUTH": mode})
             servers[mode].start()
         authorization = {"tokens": f"Bearer {secret}", "none": None}
-        sid = int(orjson.loads(Client("127.0.0.1", servers["none"].port).request(
-            "POST", "/series", orjson.dumps({"name": "auth_bench", "unit": "MW"})).body)["series_id"])
+        sid = int(
+            orjson.loads(
+                Client("127.0.0.1", servers["none"].port)
+                .request("POST", "/series", orjson.dumps({"name": "auth_bench", "unit": "MW"}))
+                .body
+            )["series_id"]
+        )
         print(f"access control: TIMEDB_AUTH=tokens vs none ({bench.client})", flush=True)
 
         def count(mode: str) -> float:
-            r = load.run(servers[mode].port, ["GET /series/count"], bench.cfg.clients, bench.cfg.duration,
-                         bench.client, authorization[mode])
+            r = load.run(
+                servers[mode].port,
+                ["GET /series/count"],
+                bench.cfg.clients,
+                bench.cfg.duration,
+                bench.client,
+                authorization[mode],
+            )
             return r["requests"] / r["seconds"]
 
         offset = {"i": 0}
@@ -63,15 +74,19 @@ def overhead(bench: Bench) -> None:
 
         for key, name, unit, measure in (
             ("auth_series_count", f"GET /series/count with a token ({bench.cfg.clients} clients)", "req/s", count),
-            ("auth_insert_100", f"POST /values, {POINTS} points/request, with a token (sequential)", "rows/s",
-             insert),
+            ("auth_insert_100", f"POST /values, {POINTS} points/request, with a token (sequential)", "rows/s", insert),
         ):
             measure("tokens"), measure("none")  # warm-up (plans, pools, the token copy)
             with_token, without = bench.reps(key, lambda m=measure: m("tokens"), lambda m=measure: m("none"))
-            bench.report.add(Case(key, name, unit, summary(with_token), summary(without),
-                                  "the same server with TIMEDB_AUTH=none", {}))
-            print(f"  {name}: {summary(with_token)['median']:,.0f} vs {summary(without)['median']:,.0f} {unit}",
-                  flush=True)
+            bench.report.add(
+                Case(
+                    key, name, unit, summary(with_token), summary(without), "the same server with TIMEDB_AUTH=none", {}
+                )
+            )
+            print(
+                f"  {name}: {summary(with_token)['median']:,.0f} vs {summary(without)['median']:,.0f} {unit}",
+                flush=True,
+            )
     finally:
         for server in servers.values():
             server.stop()

@@ -60,9 +60,15 @@ def day_ahead(bench: Bench) -> None:
         return size / _get(bench, raw, size, path)[0]
 
     api, raw_rates = bench.reps("read_day_ahead", api_rep, lambda: _in_db(bench, query, params, size))
-    bench.add_case("read_day_ahead", f"GET /values day-ahead (days_ahead=1, 06:00 Europe/Berlin), {size:,} points "
-                   f"({bench.cfg.revisions} revisions each)", "rows/s", api, raw_rates,
-                   "in-database count of the same query")
+    bench.add_case(
+        "read_day_ahead",
+        f"GET /values day-ahead (days_ahead=1, 06:00 Europe/Berlin), {size:,} points "
+        f"({bench.cfg.revisions} revisions each)",
+        "rows/s",
+        api,
+        raw_rates,
+        "in-database count of the same query",
+    )
 
 
 def resample(bench: Bench) -> None:
@@ -72,7 +78,9 @@ def resample(bench: Bench) -> None:
     bench.conn.execute(
         "INSERT INTO flat (series_id, valid_time, known_time, change_time, value) "
         "SELECT %(sid)s, %(t0)s::timestamptz + i * interval '15 minutes', %(t0)s, %(t0)s, (i %% 1000) / 7.0 "
-        "FROM generate_series(0, %(n)s - 1) i", {"sid": sid, "t0": T0, "n": n})
+        "FROM generate_series(0, %(n)s - 1) i",
+        {"sid": sid, "t0": T0, "n": n},
+    )
     bench.conn.execute("ANALYZE flat")
     bench.conn.commit()
     hours = (n + 3) // 4
@@ -88,21 +96,34 @@ def resample(bench: Bench) -> None:
         return n * _in_db(bench, query, params, hours) / hours
 
     api, raw_rates = bench.reps("resample_hourly", api_rep, raw_rep)
-    bench.add_case("resample_hourly", f"GET /values resample=PT1H (mean) of {n:,} 15-minute points (input rows/s)",
-                   "rows/s", api, raw_rates, "in-database count of the same query, input rows/s")
+    bench.add_case(
+        "resample_hourly",
+        f"GET /values resample=PT1H (mean) of {n:,} 15-minute points (input rows/s)",
+        "rows/s",
+        api,
+        raw_rates,
+        "in-database count of the same query, input rows/s",
+    )
 
 
 def query_series(bench: Bench) -> None:
     """POST /values/query over cfg.query_series flat series x cfg.query_points points, as JSON
     (and as Arrow when the server offers it), with the server's peak RSS growth."""
     k, n = bench.cfg.query_series, bench.cfg.query_points
-    ids = [r[0] for r in bench.conn.execute(
-        "INSERT INTO series_table (name, unit, labels) SELECT 'query_' || i, 'MW', '{\"bench\": \"query\"}' "
-        "FROM generate_series(1, %s) i RETURNING series_id", (k,))]
+    ids = [
+        r[0]
+        for r in bench.conn.execute(
+            "INSERT INTO series_table (name, unit, labels) SELECT 'query_' || i, 'MW', '{\"bench\": \"query\"}' "
+            "FROM generate_series(1, %s) i RETURNING series_id",
+            (k,),
+        )
+    ]
     bench.conn.execute(
         "INSERT INTO flat (series_id, valid_time, known_time, change_time, value) "
         "SELECT s, %(t0)s::timestamptz + i * interval '1 hour', %(t0)s, %(t0)s, (s * 7 + i) %% 1000 "
-        "FROM unnest(%(ids)s::bigint[]) s, generate_series(0, %(n)s - 1) i", {"t0": T0, "ids": ids, "n": n})
+        "FROM unnest(%(ids)s::bigint[]) s, generate_series(0, %(n)s - 1) i",
+        {"t0": T0, "ids": ids, "n": n},
+    )
     bench.conn.execute("ANALYZE flat; ANALYZE series_table")
     bench.conn.commit()
     rows = k * n
@@ -133,7 +154,13 @@ def query_series(bench: Bench) -> None:
             return rows / seconds
 
         api, raw_rates = bench.reps(key, api_rep, lambda: _in_db(bench, query, params, rows))
-        case = bench.add_case(key, f"POST /values/query {fmt}, {k:,} series x {n:,} points", "rows/s", api, raw_rates,
-                              "in-database count of the same query")
+        case = bench.add_case(
+            key,
+            f"POST /values/query {fmt}, {k:,} series x {n:,} points",
+            "rows/s",
+            api,
+            raw_rates,
+            "in-database count of the same query",
+        )
         case.extra["rss_growth_mb"] = peaks[fmt]
         print(f"    peak RSS growth {max(peaks[fmt]):.1f} MB (worst rep)", flush=True)

@@ -23,8 +23,10 @@ KNOWN = datetime(2020, 12, 31, 6, tzinfo=UTC)
 
 
 def _encode(method: str, path: str, body: bytes, content_type: str) -> bytes:
-    head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -43,8 +45,15 @@ class Run:
     def json(self) -> bytes:
         kt = stamp(self.known)
         stamps = [stamp(t) for t in self.times]
-        return orjson.dumps({"rows": [{"series_id": sid, "valid_time": vt, "value": v, "known_time": kt}
-                                      for sid in self.ids for vt, v in zip(stamps, self.values, strict=True)]})
+        return orjson.dumps(
+            {
+                "rows": [
+                    {"series_id": sid, "valid_time": vt, "value": v, "known_time": kt}
+                    for sid in self.ids
+                    for vt, v in zip(stamps, self.values, strict=True)
+                ]
+            }
+        )
 
     def csv(self) -> bytes:
         kt = stamp(self.known)
@@ -59,12 +68,14 @@ class Run:
         import pyarrow as pa
 
         k, n = len(self.ids), self.points
-        table = pa.table({
-            "series_id": pa.array([sid for sid in self.ids for _ in range(n)], pa.int64()),
-            "valid_time": pa.array(self.times * k, pa.timestamp("us", tz="UTC")),
-            "value": pa.array(self.values * k, pa.float64()),
-            "known_time": pa.array([self.known] * (k * n), pa.timestamp("us", tz="UTC")),
-        })
+        table = pa.table(
+            {
+                "series_id": pa.array([sid for sid in self.ids for _ in range(n)], pa.int64()),
+                "valid_time": pa.array(self.times * k, pa.timestamp("us", tz="UTC")),
+                "value": pa.array(self.values * k, pa.float64()),
+                "known_time": pa.array([self.known] * (k * n), pa.timestamp("us", tz="UTC")),
+            }
+        )
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table, max_chunksize=65536)
@@ -72,15 +83,22 @@ class Run:
 
     def raw_rows(self, batch_of: dict[int, int]) -> list[tuple[Any, ...]]:
         """Rows for COPY overlapping (batch_id, series_id, valid_time, value, known_time)."""
-        return [(batch_of[sid], sid, vt, v, self.known) for sid in self.ids
-                for vt, v in zip(self.times, self.values, strict=True)]
+        return [
+            (batch_of[sid], sid, vt, v, self.known)
+            for sid in self.ids
+            for vt, v in zip(self.times, self.values, strict=True)
+        ]
 
 
 def _series(bench: Bench, prefix: str, k: int, overlapping: bool) -> list[int]:
-    ids = [r[0] for r in bench.conn.execute(
-        "INSERT INTO series_table (name, unit, labels, overlapping) "
-        "SELECT %s || i, 'MW', '{\"bench\": \"bulk\"}', %s FROM generate_series(1, %s) i RETURNING series_id",
-        (prefix, overlapping, k))]
+    ids = [
+        r[0]
+        for r in bench.conn.execute(
+            "INSERT INTO series_table (name, unit, labels, overlapping) "
+            "SELECT %s || i, 'MW', '{\"bench\": \"bulk\"}', %s FROM generate_series(1, %s) i RETURNING series_id",
+            (prefix, overlapping, k),
+        )
+    ]
     bench.conn.commit()
     return ids
 
@@ -90,14 +108,23 @@ def _raw_copy(bench: Bench, run: Run) -> float:
     one transaction, commit included (building the Python rows is not counted)."""
     conn = bench.conn
     t0 = time.perf_counter()
-    batch_of = {sid: bid for bid, sid in conn.execute(
-        "INSERT INTO batches_table (series_id, known_time) SELECT s, %s FROM unnest(%s::bigint[]) s "
-        "RETURNING batch_id, series_id", (run.known, run.ids))}
+    batch_of = {
+        sid: bid
+        for bid, sid in conn.execute(
+            "INSERT INTO batches_table (series_id, known_time) SELECT s, %s FROM unnest(%s::bigint[]) s "
+            "RETURNING batch_id, series_id",
+            (run.known, run.ids),
+        )
+    }
     batches = time.perf_counter() - t0
     rows = run.raw_rows(batch_of)
     t1 = time.perf_counter()
-    with conn.cursor() as cur, cur.copy("COPY overlapping (batch_id, series_id, valid_time, value, known_time) "
-                                        "FROM STDIN (FORMAT BINARY)") as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY overlapping (batch_id, series_id, valid_time, value, known_time) FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
         copy.set_types(["int8", "int8", "timestamptz", "float8", "timestamptz"])
         for row in rows:
             copy.write_row(row)
@@ -109,8 +136,11 @@ def load_run(bench: Bench) -> None:
     """POST /values/bulk of cfg.bulk_series x cfg.bulk_points rows as JSON, Arrow and CSV; each
     repetition a new run (another known_time) of fresh series; raw COPY alternates with it."""
     k, n = bench.cfg.bulk_series, bench.cfg.bulk_points
-    formats = {"json": ("application/json", Run.json), "arrow": ("application/vnd.apache.arrow.stream", Run.arrow),
-               "csv": ("text/csv", Run.csv)}
+    formats = {
+        "json": ("application/json", Run.json),
+        "arrow": ("application/vnd.apache.arrow.stream", Run.arrow),
+        "csv": ("text/csv", Run.csv),
+    }
     for fmt, (content_type, encode) in formats.items():
         key = f"bulk_{fmt}"
         ids = _series(bench, f"bulk_{fmt}_", k, True)
@@ -118,8 +148,14 @@ def load_run(bench: Bench) -> None:
         growth: list[float] = []
         reps = {"i": 0}
 
-        def api_rep(ids: list[int] = ids, content_type: str = content_type, encode: Any = encode,
-                    growth: list[float] = growth, reps: dict[str, int] = reps, fmt: str = fmt) -> float:
+        def api_rep(
+            ids: list[int] = ids,
+            content_type: str = content_type,
+            encode: Any = encode,
+            growth: list[float] = growth,
+            reps: dict[str, int] = reps,
+            fmt: str = fmt,
+        ) -> float:
             run = Run(ids, n, KNOWN + timedelta(hours=reps["i"]))
             reps["i"] += 1
             body = encode(run)
@@ -140,8 +176,14 @@ def load_run(bench: Bench) -> None:
             print(f"  (POST /values/bulk as {fmt}: {reply.status}; skipped)", flush=True)
             continue
         api, raw = bench.reps(key, api_rep, raw_rep)
-        case = bench.add_case(key, f"POST /values/bulk {fmt}, {k:,} overlapping series x {n:,} rows",
-                              "rows/s", api, raw, "binary COPY, write_row of parsed rows, one transaction")
+        case = bench.add_case(
+            key,
+            f"POST /values/bulk {fmt}, {k:,} overlapping series x {n:,} rows",
+            "rows/s",
+            api,
+            raw,
+            "binary COPY, write_row of parsed rows, one transaction",
+        )
         case.extra["rss_growth_mb"] = growth
         print(f"    peak RSS growth {max(growth):.0f} MB (worst rep)", flush=True)
 
@@ -150,8 +192,19 @@ def series_bulk(bench: Bench) -> None:
     """POST /series/bulk of cfg.bulk_new_series new series, then the same again (all exist)."""
     k = bench.cfg.bulk_new_series
     for rep in range(bench.cfg.reps):
-        body = orjson.dumps({"series": [{"name": f"farm_{rep}_{i}", "unit": "MW", "overlapping": True,
-                                         "labels": {"bench": "series_bulk", "farm": str(i)}} for i in range(k)]})
+        body = orjson.dumps(
+            {
+                "series": [
+                    {
+                        "name": f"farm_{rep}_{i}",
+                        "unit": "MW",
+                        "overlapping": True,
+                        "labels": {"bench": "series_bulk", "farm": str(i)},
+                    }
+                    for i in range(k)
+                ]
+            }
+        )
         raw = Client.encode("POST", "/series/bulk", body)
         for key, created in (("series_bulk_new", True), ("series_bulk_again", False)):
             reply = bench.http.send(raw)
@@ -161,8 +214,9 @@ def series_bulk(bench: Bench) -> None:
             bench.report.extra.setdefault("series_bulk", {}).setdefault(key, []).append(reply.wall)
     timings = bench.report.extra["series_bulk"]
     for key, label in (("series_bulk_new", "new"), ("series_bulk_again", "existing")):
-        print(f"  POST /series/bulk of {k:,} {label} series: {', '.join(f'{t:.2f}' for t in timings[key])} s",
-              flush=True)
+        print(
+            f"  POST /series/bulk of {k:,} {label} series: {', '.join(f'{t:.2f}' for t in timings[key])} s", flush=True
+        )
 
 
 def _skip_bodies(bench: Bench, path: str, rep: int, n: int) -> tuple[bytes, bytes]:
@@ -200,6 +254,9 @@ def skip_unchanged(bench: Bench) -> None:
                 raise RuntimeError(f"skip_unchanged re-send ({path}) -> {reply.status}: {reply.body[:300]!r}")
             again.append(reply.wall)
         result[path] = {"first_s": first, "again_s": again}
-        print(f"  POST {url} ({path}) of {n:,} points: first {min(first):.2f} s; re-sent with skip_unchanged "
-              f"{min(again):.2f} s, 0 rows stored", flush=True)
+        print(
+            f"  POST {url} ({path}) of {n:,} points: first {min(first):.2f} s; re-sent with skip_unchanged "
+            f"{min(again):.2f} s, 0 rows stored",
+            flush=True,
+        )
     bench.report.extra["skip_unchanged"] = result

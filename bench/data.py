@@ -49,6 +49,8 @@ class Points:
 
 def corrections_body(series_id: int, start: int, n: int, seed: int) -> bytes:
     """An UpdateRecordsRequest correcting n consecutive points of a series (its latest version)."""
-    items = [{"series_id": series_id, "valid_time": stamp(t), "value": v, "changed_by": "bench"}
-             for t, v in zip(valid_times(n, start), values(n, seed))]
+    items = [
+        {"series_id": series_id, "valid_time": stamp(t), "value": v, "changed_by": "bench"}
+        for t, v in zip(valid_times(n, start), values(n, seed))
+    ]
     return orjson.dumps({"updates": items})

@@ -44,11 +44,19 @@ def memory_post(bench: Bench) -> None:
         walls.append(reply.wall)
         del body, raw
     mb = sizes[0] / MB
-    print(f"  POST /values of {mb:.1f} MB ({n:,} points): server peak RSS growth "
-          f"{', '.join(f'{g:.0f}' for g in growth)} MB = {max(growth) / mb:.2f}x the body (worst rep); "
-          f"{n / min(walls):,.0f} rows/s", flush=True)
-    bench.report.extra["memory_post"] = {"body_bytes": sizes[0], "points": n, "rss_growth_mb": growth,
-                                         "worst_ratio": max(growth) / mb, "seconds": walls}
+    print(
+        f"  POST /values of {mb:.1f} MB ({n:,} points): server peak RSS growth "
+        f"{', '.join(f'{g:.0f}' for g in growth)} MB = {max(growth) / mb:.2f}x the body (worst rep); "
+        f"{n / min(walls):,.0f} rows/s",
+        flush=True,
+    )
+    bench.report.extra["memory_post"] = {
+        "body_bytes": sizes[0],
+        "points": n,
+        "rss_growth_mb": growth,
+        "worst_ratio": max(growth) / mb,
+        "seconds": walls,
+    }
 
 
 def first_byte(bench: Bench) -> None:
@@ -59,8 +67,11 @@ def first_byte(bench: Bench) -> None:
     size = max(bench.cfg.read_sizes)
     sid = bench.read_series[size]
     rows = size * bench.cfg.revisions
-    cases = {read.Mode.LATEST: ("", size), read.Mode.VERSIONS: ("&versions=true", rows),
-             read.Mode.AUDIT: ("&include_updates=true", rows)}
+    cases = {
+        read.Mode.LATEST: ("", size),
+        read.Mode.VERSIONS: ("&versions=true", rows),
+        read.Mode.AUDIT: ("&include_updates=true", rows),
+    }
     out: dict[str, Any] = {}
     for mode, (flag, expect) in cases.items():
         reply = bench.http.send(Client.encode("GET", f"/values?series_id={sid}{flag}"), keep=False)
@@ -72,13 +83,21 @@ def first_byte(bench: Bench) -> None:
         raw_first, raw_total = _fetch(bench, query, params)
         counted = sql.SQL("SELECT count(*) OVER (), q.* FROM ({}) q").format(query)
         old_first, _ = _fetch(bench, counted, params, first_only=True)
-        out[mode.value] = {"records": expect, "api_first_byte_s": reply.first_byte, "api_total_s": reply.wall,
-                           "bytes": reply.nbytes, "raw_first_row_s": raw_first, "raw_total_s": raw_total,
-                           "raw_first_row_with_count_over_s": old_first}
-        print(f"  GET /values{flag or ' (latest)'} of {expect:,} records ({rows:,} rows stored): first byte "
-              f"{reply.first_byte:.2f} s, last {reply.wall:.1f} s ({reply.nbytes / MB:,.0f} MB); raw: first row "
-              f"{raw_first:.2f} s, last {raw_total:.1f} s; with count(*) OVER () first row {old_first:.1f} s",
-              flush=True)
+        out[mode.value] = {
+            "records": expect,
+            "api_first_byte_s": reply.first_byte,
+            "api_total_s": reply.wall,
+            "bytes": reply.nbytes,
+            "raw_first_row_s": raw_first,
+            "raw_total_s": raw_total,
+            "raw_first_row_with_count_over_s": old_first,
+        }
+        print(
+            f"  GET /values{flag or ' (latest)'} of {expect:,} records ({rows:,} rows stored): first byte "
+            f"{reply.first_byte:.2f} s, last {reply.wall:.1f} s ({reply.nbytes / MB:,.0f} MB); raw: first row "
+            f"{raw_first:.2f} s, last {raw_total:.1f} s; with count(*) OVER () first row {old_first:.1f} s",
+            flush=True,
+        )
     bench.report.extra["first_byte"] = out
 
 

@@ -52,8 +52,9 @@ class Client:
             pass
 
     @staticmethod
-    def encode(method: str, path: str, body: bytes | None = None, host: str = "127.0.0.1",
-               authorization: str | None = None) -> bytes:
+    def encode(
+        method: str, path: str, body: bytes | None = None, host: str = "127.0.0.1", authorization: str | None = None
+    ) -> bytes:
         """The request bytes (send the same bytes many times without re-encoding)."""
         head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n"
         if authorization:
@@ -84,8 +85,9 @@ class Client:
             self.close()
             self._connect()
         wall = time.perf_counter() - t0
-        reply = Reply(status, headers, body, n, wall, time.thread_time() - c0,
-                      wall if self._first is None else self._first)
+        reply = Reply(
+            status, headers, body, n, wall, time.thread_time() - c0, wall if self._first is None else self._first
+        )
         self.last_used = time.monotonic()
         return reply
 
@@ -123,7 +125,7 @@ class Client:
                 raise HttpError("short body")
             if not first:
                 first = bytes(view[: min(got, 256)])
-            last = (last + bytes(view[max(0, got - 64):got]))[-64:]
+            last = (last + bytes(view[max(0, got - 64) : got]))[-64:]
             left -= got
         return first + b"..." + last
 
@@ -155,7 +157,7 @@ class Client:
                         raise HttpError("short chunk")
                     if len(first) < 256:
                         first += bytes(view[: min(got, 256 - len(first))])
-                    last = (last + bytes(view[max(0, got - 64):got]))[-64:]
+                    last = (last + bytes(view[max(0, got - 64) : got]))[-64:]
                     left -= got
             self.rfile.readline(16)  # CRLF after the chunk
         if keep:

@@ -31,34 +31,55 @@ def write_lines(lines: list[str]) -> str:
     return path
 
 
-def wrk(port: int, lines: list[str], connections: int, duration: float,
-        authorization: str | None = None) -> dict[str, float]:
+def wrk(
+    port: int, lines: list[str], connections: int, duration: float, authorization: str | None = None
+) -> dict[str, float]:
     """Run wrk (one thread) for `duration` seconds over the requests; every reply must be 2xx."""
     path = write_lines(lines)
     try:
         c0 = children_cpu()
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "120s",
-             "-s", str(LUA), f"http://127.0.0.1:{port}", "--", path],
-            capture_output=True, text=True, check=True,
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{max(1, round(duration))}s",
+                "--timeout",
+                "120s",
+                "-s",
+                str(LUA),
+                f"http://127.0.0.1:{port}",
+                "--",
+                path,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
             env={**os.environ, "BENCH_AUTHORIZATION": authorization or ""},
         ).stdout
         cpu = children_cpu() - c0
     finally:
         os.unlink(path)
     line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
-    r = json.loads(line[len("WRKJSON "):])
+    r = json.loads(line[len("WRKJSON ") :])
     errors = r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["status_errors"] + r["timeouts"]
     if errors or not r["requests"]:
         raise RuntimeError(f"wrk saw errors or no replies: {r}\n{out}")
     seconds = r["duration_us"] / 1e6
-    return {"requests": r["requests"], "seconds": seconds, "client_cpu_s": cpu,
-            "lat_p50_ms": r["lat_p50_us"] / 1e3, "lat_p99_ms": r["lat_p99_us"] / 1e3,
-            "lat_max_ms": r["lat_max_us"] / 1e3, "client": "wrk"}
+    return {
+        "requests": r["requests"],
+        "seconds": seconds,
+        "client_cpu_s": cpu,
+        "lat_p50_ms": r["lat_p50_us"] / 1e3,
+        "lat_p99_ms": r["lat_p99_us"] / 1e3,
+        "lat_max_ms": r["lat_max_us"] / 1e3,
+        "client": "wrk",
+    }
 
 
-def python_loop(port: int, lines: list[str], connections: int, duration: float,
-                authorization: str | None = None) -> dict[str, float]:
+def python_loop(
+    port: int, lines: list[str], connections: int, duration: float, authorization: str | None = None
+) -> dict[str, float]:
     """The same request loop in Python threads (GIL-bound: only for machines without wrk)."""
     raws = []
     for line in lines:
@@ -94,13 +115,20 @@ def python_loop(port: int, lines: list[str], connections: int, duration: float,
     if failures:
         raise RuntimeError(f"request failed: {failures[0]}")
     lat.sort()
-    return {"requests": sum(counts), "seconds": seconds, "client_cpu_s": time.process_time() - c0,
-            "lat_p50_ms": lat[len(lat) // 2] * 1e3, "lat_p99_ms": lat[int(len(lat) * 0.99)] * 1e3,
-            "lat_max_ms": lat[-1] * 1e3, "client": "python"}
+    return {
+        "requests": sum(counts),
+        "seconds": seconds,
+        "client_cpu_s": time.process_time() - c0,
+        "lat_p50_ms": lat[len(lat) // 2] * 1e3,
+        "lat_p99_ms": lat[int(len(lat) * 0.99)] * 1e3,
+        "lat_max_ms": lat[-1] * 1e3,
+        "client": "python",
+    }
 
 
-def run(port: int, lines: list[str], connections: int, duration: float, client: str,
-        authorization: str | None = None) -> dict[str, float]:
+def run(
+    port: int, lines: list[str], connections: int, duration: float, client: str, authorization: str | None = None
+) -> dict[str, float]:
     if client == "wrk":
         return wrk(port, lines, connections, duration, authorization)
     return python_loop(port, lines, connections, duration, authorization)

@@ -52,15 +52,15 @@ MB = 1024 * 1024
 
 COPY_FLAT = "COPY flat (series_id, valid_time, valid_time_end, value) FROM STDIN (FORMAT BINARY)"
 COPY_FLAT_TYPES = ["int8", "timestamptz", "timestamptz", "float8"]
-COPY_OVL = ("COPY overlapping (batch_id, series_id, valid_time, valid_time_end, value, known_time) "
-            "FROM STDIN (FORMAT BINARY)")
+COPY_OVL = (
+    "COPY overlapping (batch_id, series_id, valid_time, valid_time_end, value, known_time) FROM STDIN (FORMAT BINARY)"
+)
 COPY_OVL_TYPES = ["int8", "int8", "timestamptz", "timestamptz", "float8", "timestamptz"]
 
 
 # ----------------------------------------------------------------------------- configuration
 
-SECTIONS = ("series", "inserts", "growth", "reads", "corrections", "memory", "firstbyte", "backtest", "bulk",
-            "auth")
+SECTIONS = ("series", "inserts", "growth", "reads", "corrections", "memory", "firstbyte", "backtest", "bulk", "auth")
 
 
 @dataclass
@@ -95,14 +95,33 @@ class Config:
 
     @classmethod
     def smoke_config(cls, dsn: str) -> Config:
-        return cls(dsn=dsn, insert_sizes=[100, 1_000], read_sizes=[100, 2_000, 5_000], versions_rows=2_000,
-                   revisions=3, series=100, clients=4, corrections=[1, 10], big_rows=20_000,
-                   memory_body_mb=2.0, resample_points=4_000, query_series=20, query_points=300,
-                   bulk_series=10, bulk_points=100, bulk_new_series=200, skip_points=2_000,
-                   reps=1, duration=1.0, rep_rows=2_000, smoke=True)
+        return cls(
+            dsn=dsn,
+            insert_sizes=[100, 1_000],
+            read_sizes=[100, 2_000, 5_000],
+            versions_rows=2_000,
+            revisions=3,
+            series=100,
+            clients=4,
+            corrections=[1, 10],
+            big_rows=20_000,
+            memory_body_mb=2.0,
+            resample_points=4_000,
+            query_series=20,
+            query_points=300,
+            bulk_series=10,
+            bulk_points=100,
+            bulk_new_series=200,
+            skip_points=2_000,
+            reps=1,
+            duration=1.0,
+            rep_rows=2_000,
+            smoke=True,
+        )
 
 
 # ----------------------------------------------------------------------------- results
+
 
 def summary(values_: list[float]) -> dict[str, Any]:
     return {"median": statistics.median(values_), "min": min(values_), "max": max(values_), "reps": values_}
@@ -154,31 +173,50 @@ class Report:
             case = c.get(f"insert_{kind}_{max(self.cfg.insert_sizes)}")
             if case:
                 ok = case.api["median"] >= 150_000 and (case.ratio or 0) >= 0.40
-                target(f"insert {kind}, {max(self.cfg.insert_sizes):,} points/request: >= 150,000 rows/s and >= 40% "
-                       "of raw COPY", ok, f"{fmt(case.api['median'])} rows/s, {pct(case.ratio)} of raw")
+                target(
+                    f"insert {kind}, {max(self.cfg.insert_sizes):,} points/request: >= 150,000 rows/s and >= 40% "
+                    "of raw COPY",
+                    ok,
+                    f"{fmt(case.api['median'])} rows/s, {pct(case.ratio)} of raw",
+                )
             case = c.get(f"insert_{kind}_{min(self.cfg.insert_sizes)}")
             if case:
-                target(f"insert {kind}, {min(self.cfg.insert_sizes)} points/request (sequential): >= 30,000 rows/s",
-                       case.api["median"] >= 30_000, f"{fmt(case.api['median'])} rows/s")
+                target(
+                    f"insert {kind}, {min(self.cfg.insert_sizes)} points/request (sequential): >= 30,000 rows/s",
+                    case.api["median"] >= 30_000,
+                    f"{fmt(case.api['median'])} rows/s",
+                )
         for size in self.cfg.read_sizes[1:]:
             case = c.get(f"read_latest_{size}")
             if case:
                 ok = case.api["median"] >= 200_000 and (case.ratio or 0) >= 0.50
-                target(f"latest read, {size:,} points, streamed: >= 200,000 rows/s and >= 50% of in-database",
-                       ok, f"{fmt(case.api['median'])} rows/s, {pct(case.ratio)} of in-database")
+                target(
+                    f"latest read, {size:,} points, streamed: >= 200,000 rows/s and >= 50% of in-database",
+                    ok,
+                    f"{fmt(case.api['median'])} rows/s, {pct(case.ratio)} of in-database",
+                )
         case = c.get(f"read_versions_{self.cfg.versions_rows}")
         if case:
-            target(f"versions read, {self.cfg.versions_rows:,} rows: >= 250,000 rows/s",
-                   case.api["median"] >= 250_000, f"{fmt(case.api['median'])} rows/s")
+            target(
+                f"versions read, {self.cfg.versions_rows:,} rows: >= 250,000 rows/s",
+                case.api["median"] >= 250_000,
+                f"{fmt(case.api['median'])} rows/s",
+            )
         for kind in ("flat", "overlapping"):
             case = c.get(f"correct_{kind}_{max(self.cfg.corrections)}")
             if case:
-                target(f"{max(self.cfg.corrections)} corrections/request, {kind}: >= 20,000 corrections/s",
-                       case.api["median"] >= 20_000, f"{fmt(case.api['median'])} corrections/s")
+                target(
+                    f"{max(self.cfg.corrections)} corrections/request, {kind}: >= 20,000 corrections/s",
+                    case.api["median"] >= 20_000,
+                    f"{fmt(case.api['median'])} corrections/s",
+                )
         case = c.get("series_count")
         if case:
-            target(f"GET /series/count over {self.cfg.series:,} series, {self.cfg.clients} clients: >= 1,000 req/s",
-                   case.api["median"] >= 1_000, f"{fmt(case.api['median'])} req/s")
+            target(
+                f"GET /series/count over {self.cfg.series:,} series, {self.cfg.clients} clients: >= 1,000 req/s",
+                case.api["median"] >= 1_000,
+                f"{fmt(case.api['median'])} req/s",
+            )
         big = max(self.cfg.read_sizes)
         case = c.get(f"read_latest_{big}")
         if case and "rss_growth_mb" in case.extra:
@@ -187,25 +225,39 @@ class Report:
         mid = c.get(f"read_latest_{self.cfg.read_sizes[-2]}") if len(self.cfg.read_sizes) > 1 else None
         if case and mid:
             r = case.api["median"] / mid.api["median"]
-            target(f"growth: {big:,}-point read at >= 90% of the {self.cfg.read_sizes[-2]:,}-point rows/s",
-                   r >= 0.90, f"{pct(r)}")
+            target(
+                f"growth: {big:,}-point read at >= 90% of the {self.cfg.read_sizes[-2]:,}-point rows/s",
+                r >= 0.90,
+                f"{pct(r)}",
+            )
         case = c.get("read_day_ahead")
         if case:
-            target("day-ahead latest read: >= 150,000 rows/s and >= 50% of in-database",
-                   case.api["median"] >= 150_000 and (case.ratio or 0) >= 0.50,
-                   f"{fmt(case.api['median'])} rows/s, {pct(case.ratio)} of in-database")
+            target(
+                "day-ahead latest read: >= 150,000 rows/s and >= 50% of in-database",
+                case.api["median"] >= 150_000 and (case.ratio or 0) >= 0.50,
+                f"{fmt(case.api['median'])} rows/s, {pct(case.ratio)} of in-database",
+            )
         case = c.get("resample_hourly")
         if case:
-            target("resample 15-minute points to hourly means: >= 1,000,000 input rows/s",
-                   case.api["median"] >= 1_000_000, f"{fmt(case.api['median'])} input rows/s")
+            target(
+                "resample 15-minute points to hourly means: >= 1,000,000 input rows/s",
+                case.api["median"] >= 1_000_000,
+                f"{fmt(case.api['median'])} input rows/s",
+            )
         js, arrow = c.get("query_json"), c.get("query_arrow")
         if js:
-            target("POST /values/query as JSON: >= 250,000 rows/s", js.api["median"] >= 250_000,
-                   f"{fmt(js.api['median'])} rows/s")
+            target(
+                "POST /values/query as JSON: >= 250,000 rows/s",
+                js.api["median"] >= 250_000,
+                f"{fmt(js.api['median'])} rows/s",
+            )
         if arrow and js:
             r = arrow.api["median"] / js.api["median"]
-            target("POST /values/query as Arrow: >= 700,000 rows/s and >= 2x JSON",
-                   arrow.api["median"] >= 700_000 and r >= 2, f"{fmt(arrow.api['median'])} rows/s, {r:.1f}x JSON")
+            target(
+                "POST /values/query as Arrow: >= 700,000 rows/s and >= 2x JSON",
+                arrow.api["median"] >= 700_000 and r >= 2,
+                f"{fmt(arrow.api['median'])} rows/s, {r:.1f}x JSON",
+            )
         for case in (js, arrow):
             if case and "rss_growth_mb" in case.extra:
                 growth = max(case.extra["rss_growth_mb"])
@@ -214,40 +266,56 @@ class Report:
             case = c.get(f"bulk_{body}")
             if case:
                 floor = 250_000 if body == "json" else 0
-                target(f"POST /values/bulk as {body}: >= {pct(share)} of raw COPY" + (" and >= 250,000 rows/s"
-                                                                                     if floor else ""),
-                       case.api["median"] >= floor and (case.ratio or 0) >= share,
-                       f"{fmt(case.api['median'])} rows/s, {pct(case.ratio)} of raw")
+                target(
+                    f"POST /values/bulk as {body}: >= {pct(share)} of raw COPY"
+                    + (" and >= 250,000 rows/s" if floor else ""),
+                    case.api["median"] >= floor and (case.ratio or 0) >= share,
+                    f"{fmt(case.api['median'])} rows/s, {pct(case.ratio)} of raw",
+                )
                 growth = max(case.extra.get("rss_growth_mb", [0]))
                 target(f"POST /values/bulk as {body}: peak RSS growth < 500 MB", growth < 500, f"{growth:.0f} MB")
         for key in ("auth_series_count", "auth_insert_100"):
             case = c.get(key)
             if case:
-                target(f"{case.name}: within 10% of TIMEDB_AUTH=none", (case.ratio or 0) >= 0.90,
-                       f"{fmt(case.api['median'])} vs {fmt(case.raw['median'] if case.raw else 0)} "
-                       f"({pct(case.ratio)})")
+                target(
+                    f"{case.name}: within 10% of TIMEDB_AUTH=none",
+                    (case.ratio or 0) >= 0.90,
+                    f"{fmt(case.api['median'])} vs {fmt(case.raw['median'] if case.raw else 0)} ({pct(case.ratio)})",
+                )
         sb = self.extra.get("series_bulk")
         if sb:
             new, again = statistics.median(sb["series_bulk_new"]), statistics.median(sb["series_bulk_again"])
-            target(f"POST /series/bulk of {self.cfg.bulk_new_series:,} new series < 2 s, again < 1 s",
-                   new < 2 and again < 1, f"{new:.2f} s, again {again:.2f} s")
+            target(
+                f"POST /series/bulk of {self.cfg.bulk_new_series:,} new series < 2 s, again < 1 s",
+                new < 2 and again < 1,
+                f"{new:.2f} s, again {again:.2f} s",
+            )
         sk = self.extra.get("skip_unchanged")
         for path in bulk.SKIP_PATHS if sk else ():
             first, again = statistics.median(sk[path]["first_s"]), statistics.median(sk[path]["again_s"])
-            target(f"skip_unchanged ({path}) re-send of {sk['points']:,} points faster than the first write, "
-                   "nothing stored", again < first, f"{again:.2f} s vs {first:.2f} s")
+            target(
+                f"skip_unchanged ({path}) re-send of {sk['points']:,} points faster than the first write, "
+                "nothing stored",
+                again < first,
+                f"{again:.2f} s vs {first:.2f} s",
+            )
         for kind in ("flat", "overlapping"):
             empty = c.get(f"insert_{kind}_{max(self.cfg.insert_sizes)}")
             grown = c.get(f"growth_insert_{kind}")
             if empty and grown:
                 r = grown.api["median"] / empty.api["median"]
                 rows = grown.extra.get("table_rows", 0)
-                target(f"growth: insert into {kind} holding {rows:,} rows within 80% of an empty one",
-                       r >= 0.80, f"{pct(r)} ({fmt(grown.api['median'])} vs {fmt(empty.api['median'])} rows/s)")
+                target(
+                    f"growth: insert into {kind} holding {rows:,} rows within 80% of an empty one",
+                    r >= 0.80,
+                    f"{pct(r)} ({fmt(grown.api['median'])} vs {fmt(empty.api['median'])} rows/s)",
+                )
 
     def table(self) -> str:
-        head = ("| case | API rate, median (min-max) | raw rate, median | ratio | load client, CPU | server CPU |\n"
-                "|---|---:|---:|---:|---|---:|\n")
+        head = (
+            "| case | API rate, median (min-max) | raw rate, median | ratio | load client, CPU | server CPU |\n"
+            "|---|---:|---:|---:|---|---:|\n"
+        )
         rows = []
         for case in self.cases.values():
             api = f"{fmt(case.api['median'])} {case.unit} ({fmt(case.api['min'])}-{fmt(case.api['max'])})"
@@ -257,20 +325,27 @@ class Report:
             client = (case.extra.get("load") or [{}])[0].get("client", "?")
             bench_cpu = statistics.median(u.get("bench_cores", 0.0) for u in usage)
             server_cpu = statistics.median(u.get("server_cores", 0.0) for u in usage)
-            rows.append(f"| {case.name} | {api} | {raw} | {ratio} | {client}, {bench_cpu:.2f} cores "
-                        f"| {server_cpu:.2f} cores |")
+            rows.append(
+                f"| {case.name} | {api} | {raw} | {ratio} | {client}, {bench_cpu:.2f} cores | {server_cpu:.2f} cores |"
+            )
         out = head + "\n".join(rows)
         if self.targets:
             out += "\n\n| target | result | met |\n|---|---|---|\n" + "\n".join(
                 f"| {t['target']} | {t['detail']} | "
                 f"{'n/a (smoke)' if t['ok'] is None else 'yes' if t['ok'] else '**no**'} |"
-                for t in self.targets)
+                for t in self.targets
+            )
         return out
 
     def to_json(self, meta: dict[str, Any]) -> dict[str, Any]:
-        return {"meta": meta, "config": asdict(self.cfg),
-                "cases": [{**asdict(c), "ratio": c.ratio} for c in self.cases.values()],
-                "targets": self.targets, "notes": self.notes, **self.extra}
+        return {
+            "meta": meta,
+            "config": asdict(self.cfg),
+            "cases": [{**asdict(c), "ratio": c.ratio} for c in self.cases.values()],
+            "targets": self.targets,
+            "notes": self.notes,
+            **self.extra,
+        }
 
 
 def fmt(x: float) -> str:
@@ -284,6 +359,7 @@ def pct(x: float | None) -> str:
 
 
 # ----------------------------------------------------------------------------- database and server
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -322,9 +398,21 @@ class Server:
         env.pop("TIMEDB_VALIDATE_RESPONSES", None)  # production default: off
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "timedb.api:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--no-access-log"],
-            env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "timedb.api:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -358,6 +446,7 @@ class Server:
 
 # ----------------------------------------------------------------------------- the benchmark
 
+
 class Bench:
     def __init__(self, cfg: Config, db: Database, server: Server, report: Report) -> None:
         self.cfg, self.db, self.server, self.report = cfg, db, server, report
@@ -382,8 +471,9 @@ class Bench:
         return orjson.loads(reply.body) if reply.body else None
 
     def series(self, name: str, overlapping: bool) -> int:
-        out = self.api("POST", "/series", {"name": name, "overlapping": overlapping, "unit": "MW",
-                                           "labels": {"bench": "yes"}})
+        out = self.api(
+            "POST", "/series", {"name": name, "overlapping": overlapping, "unit": "MW", "labels": {"bench": "yes"}}
+        )
         return int(out["series_id"])
 
     def usage(self) -> Usage:
@@ -392,8 +482,9 @@ class Bench:
     def keep_usage(self, key: str, u: dict[str, float]) -> None:
         self.usages.setdefault(key, []).append(u)
 
-    def reps(self, key: str, api_rep: Callable[[], float], raw_rep: Callable[[], float] | None = None
-             ) -> tuple[list[float], list[float]]:
+    def reps(
+        self, key: str, api_rep: Callable[[], float], raw_rep: Callable[[], float] | None = None
+    ) -> tuple[list[float], list[float]]:
         """Alternate API and raw repetitions so both see the same table sizes and machine load."""
         api_rates: list[float] = []
         raw_rates: list[float] = []
@@ -405,11 +496,21 @@ class Bench:
                 raw_rates.append(raw_rep())
         return api_rates, raw_rates
 
-    def add_case(self, key: str, name: str, unit: str, api: list[float], raw: list[float] | None,
-                 raw_name: str | None) -> Case:
+    def add_case(
+        self, key: str, name: str, unit: str, api: list[float], raw: list[float] | None, raw_name: str | None
+    ) -> Case:
         """Record a case measured with reps() (its CPU usage included)."""
-        return self.report.add(Case(key, name, unit, summary(api), summary(raw) if raw else None, raw_name,
-                                    {"usage": self.usages.get(key, [])}))
+        return self.report.add(
+            Case(
+                key,
+                name,
+                unit,
+                summary(api),
+                summary(raw) if raw else None,
+                raw_name,
+                {"usage": self.usages.get(key, [])},
+            )
+        )
 
     def count_rows(self, table: str) -> int:
         row = self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
@@ -426,8 +527,9 @@ class Bench:
         def worker(k: int) -> None:
             c = Client("127.0.0.1", self.server.port)
             for i in range(k, n, threads):
-                body = orjson.dumps({"name": f"filler_{i:05d}", "unit": "kW",
-                                     "labels": {"site": f"s{i % 100:02d}", "kind": "filler"}})
+                body = orjson.dumps(
+                    {"name": f"filler_{i:05d}", "unit": "kW", "labels": {"site": f"s{i % 100:02d}", "kind": "filler"}}
+                )
                 r = c.request("POST", "/series", body)
                 if r.status != 200:
                     errors.append(f"{r.status} {r.body[:200]!r}")
@@ -452,10 +554,16 @@ class Bench:
         assert len(one) == 1 and one[0]["name"] == "filler_00001", one
         print(f"series endpoints ({total:,} series, {self.cfg.clients} clients, {self.client})", flush=True)
         for key, name, lines in (
-            ("series_count", f"GET /series/count ({total:,} series, {self.cfg.clients} clients)",
-             ["GET /series/count"]),
-            ("series_by_name", f"GET /series?name=... ({total:,} series, {self.cfg.clients} clients)",
-             [f"GET /series?name=filler_{i:05d}" for i in range(self.cfg.series)]),
+            (
+                "series_count",
+                f"GET /series/count ({total:,} series, {self.cfg.clients} clients)",
+                ["GET /series/count"],
+            ),
+            (
+                "series_by_name",
+                f"GET /series?name=... ({total:,} series, {self.cfg.clients} clients)",
+                [f"GET /series?name=filler_{i:05d}" for i in range(self.cfg.series)],
+            ),
         ):
             runs = []
 
@@ -465,8 +573,9 @@ class Bench:
                 return r["requests"] / r["seconds"]
 
             api, _ = self.reps(key, rep)
-            self.report.add(Case(key, name, "req/s", summary(api),
-                                 extra={"series": total, "load": runs, "usage": self.usages[key]}))
+            self.report.add(
+                Case(key, name, "req/s", summary(api), extra={"series": total, "load": runs, "usage": self.usages[key]})
+            )
 
     # --- 1. inserts
 
@@ -477,10 +586,14 @@ class Bench:
             batches = conn.execute(
                 "INSERT INTO batches_table (series_id, workflow_id, known_time) "
                 "SELECT %s, 'bench-raw', clock_timestamp() + g * interval '1 millisecond' "
-                "FROM generate_series(1, %s) g RETURNING batch_id, known_time", (sid, transactions)).fetchall()
+                "FROM generate_series(1, %s) g RETURNING batch_id, known_time",
+                (sid, transactions),
+            ).fetchall()
             conn.commit()
-            rows = [p.overlapping_rows(b, sid, kt) for p, (b, kt) in
-                    zip((pts[i % len(pts)] for i in range(transactions)), batches)]
+            rows = [
+                p.overlapping_rows(b, sid, kt)
+                for p, (b, kt) in zip((pts[i % len(pts)] for i in range(transactions)), batches)
+            ]
             stmt, types = COPY_OVL, COPY_OVL_TYPES
         else:
             flat = [p.flat_rows(sid) for p in pts]
@@ -514,8 +627,9 @@ class Bench:
 
         def api_rep() -> float:
             if use_loop:
-                r = load.run(self.server.port, [f"POST /values {b.decode()}" for b in bodies], 1,
-                             self.cfg.duration, self.client)
+                r = load.run(
+                    self.server.port, [f"POST /values {b.decode()}" for b in bodies], 1, self.cfg.duration, self.client
+                )
                 runs.append(r)
                 return r["requests"] * size / r["seconds"]
             raws = [Client.encode("POST", "/values", b) for b in bodies]
@@ -533,27 +647,39 @@ class Bench:
             return self.raw_copy(kind, sid_raw, pts, transactions)
 
         api, raw = self.reps(key, api_rep, raw_rep)
-        info = {"points_per_request": size, "body_bytes": len(bodies[0]), "load": runs,
-                "usage": self.usages[key], **(extra or {})}
-        self.report.add(Case(key, name, "rows/s", summary(api), summary(raw),
-                             "binary COPY, write_row of parsed rows", info))
+        info = {
+            "points_per_request": size,
+            "body_bytes": len(bodies[0]),
+            "load": runs,
+            "usage": self.usages[key],
+            **(extra or {}),
+        }
+        self.report.add(
+            Case(key, name, "rows/s", summary(api), summary(raw), "binary COPY, write_row of parsed rows", info)
+        )
 
     def bench_inserts(self) -> None:
         # largest first, so "empty table" means nearly empty for the growth comparison
         for size in sorted(self.cfg.insert_sizes, reverse=True):
             for kind in ("flat", "overlapping"):
                 seq = " (sequential)" if size < 50_000 else ""
-                self.insert_case(f"insert_{kind}_{size}", f"POST /values {kind}, {size:,} points/request{seq}",
-                                 kind, size)
+                self.insert_case(
+                    f"insert_{kind}_{size}", f"POST /values {kind}, {size:,} points/request{seq}", kind, size
+                )
 
     # --- preload (raw SQL, not timed as a case)
 
     def preload_overlapping(self, sid: int, points: int, revisions: int) -> None:
         conn = self.conn
         kts = [datetime(2019, 12, 1, tzinfo=UTC) + timedelta(days=r) for r in range(revisions)][::-1]
-        bids = [conn.execute(
-            "INSERT INTO batches_table (series_id, workflow_id, known_time) VALUES (%s, 'bench-preload', %s) "
-            "RETURNING batch_id", (sid, kt)).fetchone()[0] for kt in kts]
+        bids = [
+            conn.execute(
+                "INSERT INTO batches_table (series_id, workflow_id, known_time) VALUES (%s, 'bench-preload', %s) "
+                "RETURNING batch_id",
+                (sid, kt),
+            ).fetchone()[0]
+            for kt in kts
+        ]
         step = max(1, 1_000_000 // revisions)
         for lo in range(0, points, step):
             hi = min(points, lo + step)
@@ -564,7 +690,8 @@ class Bench:
                 "       ((i * 7919 + b.batch_id * 104729) %% 100000) / 37.0 "
                 "FROM generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) AS i "
                 "CROSS JOIN LATERAL unnest(%(bids)s::bigint[], %(kts)s::timestamptz[]) AS b(batch_id, kt)",
-                {"sid": sid, "t0": T0, "lo": lo, "hi": hi, "bids": bids, "kts": kts})
+                {"sid": sid, "t0": T0, "lo": lo, "hi": hi, "bids": bids, "kts": kts},
+            )
             conn.commit()
 
     def preload_flat(self, sid: int, points: int) -> None:
@@ -575,8 +702,8 @@ class Bench:
                 "SELECT %(sid)s, %(t0)s::timestamptz + i * interval '1 minute', %(kt)s, %(kt)s, "
                 "       ((i * 7919) %% 100000) / 37.0 "
                 "FROM generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) AS i",
-                {"sid": sid, "t0": T0, "kt": datetime(2019, 12, 1, tzinfo=UTC), "lo": lo,
-                 "hi": min(points, lo + step)})
+                {"sid": sid, "t0": T0, "kt": datetime(2019, 12, 1, tzinfo=UTC), "lo": lo, "hi": min(points, lo + step)},
+            )
             self.conn.commit()
 
     def preload(self) -> None:
@@ -607,15 +734,23 @@ class Bench:
             pass
         self.conn.autocommit = False
         self.table_rows = {t: self.count_rows(t) for t in ("flat", "overlapping")}
-        print(f"  done in {time.perf_counter() - t0:.0f}s: flat {self.table_rows['flat']:,} rows, "
-              f"overlapping {self.table_rows['overlapping']:,} rows", flush=True)
+        print(
+            f"  done in {time.perf_counter() - t0:.0f}s: flat {self.table_rows['flat']:,} rows, "
+            f"overlapping {self.table_rows['overlapping']:,} rows",
+            flush=True,
+        )
 
     def bench_growth(self) -> None:
         size = max(self.cfg.insert_sizes)
         for kind in ("flat", "overlapping"):
             rows = self.count_rows(kind)
-            self.insert_case(f"growth_insert_{kind}", f"POST /values {kind}, {size:,} points/request, "
-                             f"table of {rows:,} rows", kind, size, {"table_rows": rows})
+            self.insert_case(
+                f"growth_insert_{kind}",
+                f"POST /values {kind}, {size:,} points/request, table of {rows:,} rows",
+                kind,
+                size,
+                {"table_rows": rows},
+            )
 
     # --- 2. reads
 
@@ -635,8 +770,9 @@ class Bench:
                 doc = orjson.loads(reply.body)
                 ok = doc["count"] == expect == len(doc["data"])
             else:  # a buffered document leads with its count, a streamed one ends with it
-                ok = ((reply.body.startswith(b'{"count":%d,' % expect) and reply.body.endswith(b"]}"))
-                      or (reply.body.startswith(b'{"data":[') and reply.body.endswith(b'],"count":%d}' % expect)))
+                ok = (reply.body.startswith(b'{"count":%d,' % expect) and reply.body.endswith(b"]}")) or (
+                    reply.body.startswith(b'{"data":[') and reply.body.endswith(b'],"count":%d}' % expect)
+                )
             if not ok:
                 raise RuntimeError(f"GET {path}: unexpected document {reply.body[:200]!r}...")
 
@@ -657,10 +793,20 @@ class Bench:
                 check(reply)
                 wall += reply.wall
                 cpu += reply.client_cpu
-            runs.append({"client": "python-socket", "requests": per_rep, "seconds": wall, "client_cpu_s": cpu,
-                         "bytes_per_request": reply.nbytes,
-                         **({"rss_base_mb": peak.base / MB, "rss_peak_mb": peak.peak / MB,
-                             "hwm_reset": peak.hwm_reset} if peak else {})})
+            runs.append(
+                {
+                    "client": "python-socket",
+                    "requests": per_rep,
+                    "seconds": wall,
+                    "client_cpu_s": cpu,
+                    "bytes_per_request": reply.nbytes,
+                    **(
+                        {"rss_base_mb": peak.base / MB, "rss_peak_mb": peak.peak / MB, "hwm_reset": peak.hwm_reset}
+                        if peak
+                        else {}
+                    ),
+                }
+            )
             return per_rep * expect / wall
 
         in_db: list[float] = []
@@ -686,26 +832,45 @@ class Bench:
             return in_db[-1]
 
         api, raw = self.reps(key, api_rep, raw_rep)
-        extra: dict[str, Any] = {"rows": expect, "load": runs, "usage": self.usages[key],
-                                 "psycopg_fetch_rows_per_s": summary(fetched),
-                                 "query": query.as_string(self.conn)}
+        extra: dict[str, Any] = {
+            "rows": expect,
+            "load": runs,
+            "usage": self.usages[key],
+            "psycopg_fetch_rows_per_s": summary(fetched),
+            "query": query.as_string(self.conn),
+        }
         if rss:
             extra["rss_growth_mb"] = rss_growth
-        self.report.add(Case(key, name, "rows/s", summary(api), summary(raw),
-                             "in-database count(value) of the same query", extra))
+        self.report.add(
+            Case(key, name, "rows/s", summary(api), summary(raw), "in-database count(value) of the same query", extra)
+        )
         f = summary(fetched)
-        print(f"    psycopg fetch (cur.stream, binary): {fmt(f['median'])} rows/s"
-              + (f"; peak RSS growth {max(rss_growth):.1f} MB" if rss else ""), flush=True)
+        print(
+            f"    psycopg fetch (cur.stream, binary): {fmt(f['median'])} rows/s"
+            + (f"; peak RSS growth {max(rss_growth):.1f} MB" if rss else ""),
+            flush=True,
+        )
 
     def bench_reads(self) -> None:
         big = max(self.cfg.read_sizes)
         for size in self.cfg.read_sizes:
-            self.read_case(f"read_latest_{size}", f"GET /values latest, {size:,} points "
-                           f"({self.cfg.revisions} revisions each)", self.read_series[size], size,
-                           read.Mode.LATEST, rss=size == big)
+            self.read_case(
+                f"read_latest_{size}",
+                f"GET /values latest, {size:,} points ({self.cfg.revisions} revisions each)",
+                self.read_series[size],
+                size,
+                read.Mode.LATEST,
+                rss=size == big,
+            )
         rows = self.versions_points * self.cfg.revisions
-        self.read_case(f"read_versions_{self.cfg.versions_rows}", f"GET /values versions=true, {rows:,} rows",
-                       self.versions_series, rows, read.Mode.VERSIONS, rss=False)
+        self.read_case(
+            f"read_versions_{self.cfg.versions_rows}",
+            f"GET /values versions=true, {rows:,} rows",
+            self.versions_series,
+            rows,
+            read.Mode.VERSIONS,
+            rss=False,
+        )
 
     # --- 3. corrections
 
@@ -722,16 +887,21 @@ class Bench:
         overlapping = kind == "overlapping"
 
         def api_rep() -> float:
-            r = load.run(self.server.port, [f"PUT /values {b.decode()}" for b in bodies], 1, self.cfg.duration,
-                         self.client)
+            r = load.run(
+                self.server.port, [f"PUT /values {b.decode()}" for b in bodies], 1, self.cfg.duration, self.client
+            )
             runs.append(r)
             return r["requests"] * n / r["seconds"]
 
         items_per_body = [
-            [fix.Correction(series_id=sid, overlapping=overlapping, valid_time=t,
-                            fields={"value": v, "changed_by": "bench"})
-             for t, v in zip(valid_times(n, s), values(n, j + 7))]
-            for j, s in enumerate(starts)]
+            [
+                fix.Correction(
+                    series_id=sid, overlapping=overlapping, valid_time=t, fields={"value": v, "changed_by": "bench"}
+                )
+                for t, v in zip(valid_times(n, s), values(n, j + 7))
+            ]
+            for j, s in enumerate(starts)
+        ]
         per_rep = max(1, min(len(bodies) * 4, self.cfg.rep_rows // (10 * n)))
         cursor = [0]
 
@@ -746,10 +916,17 @@ class Bench:
             return per_rep * n / (time.perf_counter() - t0)
 
         api, raw = self.reps(key, api_rep, raw_rep)
-        self.report.add(Case(key, f"PUT /values {kind}, {n} correction{'s' if n > 1 else ''}/request "
-                             f"(table of {table_rows:,} rows)", "corrections/s", summary(api), summary(raw),
-                             "timedb.db.corrections.apply_corrections, no HTTP",
-                             {"table_rows": table_rows, "load": runs, "usage": self.usages[key]}))
+        self.report.add(
+            Case(
+                key,
+                f"PUT /values {kind}, {n} correction{'s' if n > 1 else ''}/request (table of {table_rows:,} rows)",
+                "corrections/s",
+                summary(api),
+                summary(raw),
+                "timedb.db.corrections.apply_corrections, no HTTP",
+                {"table_rows": table_rows, "load": runs, "usage": self.usages[key]},
+            )
+        )
 
     def bench_corrections(self) -> None:
         big = max(self.cfg.read_sizes)
@@ -760,11 +937,15 @@ class Bench:
 
 # ----------------------------------------------------------------------------- main
 
+
 def parse_args(argv: list[str] | None) -> Config:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
-    p.add_argument("--dsn", default=os.environ.get("TIMEDB_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
-                   help="admin DSN; a fresh database is created on its server (env TIMEDB_BENCH_DSN)")
+    p.add_argument(
+        "--dsn",
+        default=os.environ.get("TIMEDB_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="admin DSN; a fresh database is created on its server (env TIMEDB_BENCH_DSN)",
+    )
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition, checks every reply (CI)")
     p.add_argument("--insert-sizes", type=ints, help="points per POST /values (default 100,10000,100000)")
     p.add_argument("--read-sizes", type=ints, help="points per latest read (default 1000,100000,1000000)")
@@ -773,10 +954,12 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--series", type=int, help="series in the catalogue (default 10000)")
     p.add_argument("--clients", type=int, help="concurrent clients for the series endpoints (default 16)")
     p.add_argument("--corrections", type=ints, help="corrections per PUT /values (default 1,100)")
-    p.add_argument("--big-rows", type=int, help="rows each fact table holds before the growth and "
-                   "correction cases (default 10000000)")
-    p.add_argument("--memory-body-mb", type=float, help="size of the POST whose peak memory is measured "
-                   "(default 100)")
+    p.add_argument(
+        "--big-rows",
+        type=int,
+        help="rows each fact table holds before the growth and correction cases (default 10000000)",
+    )
+    p.add_argument("--memory-body-mb", type=float, help="size of the POST whose peak memory is measured (default 100)")
     p.add_argument("--resample-points", type=int, help="15-minute points of the resample case (default 1000000)")
     p.add_argument("--query-series", type=int, help="series of the POST /values/query case (default 1000)")
     p.add_argument("--query-points", type=int, help="points per series of the query case (default 1000)")
@@ -787,19 +970,45 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--reps", type=int, help="repetitions per case (default 3)")
     p.add_argument("--duration", type=float, help="seconds per repetition of a request loop (default 5)")
     p.add_argument("--rep-rows", type=int, help="rows per repetition of small-request cases (default 200000)")
-    p.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
-                   help="load generator for request loops (auto: wrk when installed)")
+    p.add_argument(
+        "--client",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="load generator for request loops (auto: wrk when installed)",
+    )
     p.add_argument("--json", dest="json_out", help="write the results as JSON to this path")
     p.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     p.add_argument("--server-log", help="uvicorn output (default: a temporary file)")
     p.add_argument("--keep-db", action="store_true", help="do not drop the benchmark database")
-    p.add_argument("--only", type=lambda s: s.split(","), default=list(SECTIONS),
-                   help=f"comma-separated sections to run (default: all of {','.join(SECTIONS)})")
+    p.add_argument(
+        "--only",
+        type=lambda s: s.split(","),
+        default=list(SECTIONS),
+        help=f"comma-separated sections to run (default: all of {','.join(SECTIONS)})",
+    )
     a = p.parse_args(argv)
     cfg = Config.smoke_config(a.dsn) if a.smoke else Config(dsn=a.dsn)
-    for name in ("insert_sizes", "read_sizes", "versions_rows", "revisions", "series", "clients", "corrections",
-                 "big_rows", "reps", "duration", "rep_rows", "memory_body_mb", "resample_points",
-                 "query_series", "query_points", "bulk_series", "bulk_points", "bulk_new_series", "skip_points"):
+    for name in (
+        "insert_sizes",
+        "read_sizes",
+        "versions_rows",
+        "revisions",
+        "series",
+        "clients",
+        "corrections",
+        "big_rows",
+        "reps",
+        "duration",
+        "rep_rows",
+        "memory_body_mb",
+        "resample_points",
+        "query_series",
+        "query_points",
+        "bulk_series",
+        "bulk_points",
+        "bulk_new_series",
+        "skip_points",
+    ):
         value = getattr(a, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -826,8 +1035,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.start()
         bench = Bench(cfg, db, server, report)
-        print(f"database {db.name}, server pid {server.pid} on port {port}, load client: {bench.client}",
-              flush=True)
+        print(f"database {db.name}, server pid {server.pid} on port {port}, load client: {bench.client}", flush=True)
         only = set(cfg.only)
         bench.load_series()
         if "series" in only:
@@ -874,13 +1082,21 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.table())
     elapsed = time.perf_counter() - started
-    print(f"\n{len(report.cases)} cases in {elapsed:.0f}s; load client: {bench.client}; "
-          f"machine: {os.cpu_count()} cores", flush=True)
+    print(
+        f"\n{len(report.cases)} cases in {elapsed:.0f}s; load client: {bench.client}; machine: {os.cpu_count()} cores",
+        flush=True,
+    )
     if cfg.json_out:
-        meta = {"date": datetime.now(UTC).isoformat(), "elapsed_s": elapsed, "cores": os.cpu_count(),
-                "python": platform.python_version(), "platform": platform.platform(),
-                "load_client": bench.client, "postgres": postgres_version(cfg.dsn),
-                "loadavg_end": os.getloadavg()}
+        meta = {
+            "date": datetime.now(UTC).isoformat(),
+            "elapsed_s": elapsed,
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_client": bench.client,
+            "postgres": postgres_version(cfg.dsn),
+            "loadavg_end": os.getloadavg(),
+        }
         Path(cfg.json_out).write_text(json.dumps(report.to_json(meta), indent=1, default=str))
         print(f"results: {cfg.json_out}")
     return 0

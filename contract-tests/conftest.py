@@ -63,8 +63,10 @@ def contract_target(make_database) -> Iterator[Target]:
     the token to the base URL, which an in-process (ASGI) target cannot receive."""
     dsn = make_database()
     headers = admin_token(dsn)
-    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
-                             server_env(dsn, TIMEDB_VALIDATE_RESPONSES="1", TIMEDB_AUTH="tokens"))
+    proc, url = start_server(
+        [sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
+        server_env(dsn, TIMEDB_VALIDATE_RESPONSES="1", TIMEDB_AUTH="tokens"),
+    )
     try:
         with requests.Session() as session:
             session.headers.update(headers)

@@ -34,12 +34,28 @@ HOURS = tuple(f"2025-01-01T{h:02d}:00:00Z" for h in range(4))
 
 SERIES = (
     Series(1, "contract_flat", "MW", {"site": "Gotland"}, valid_times=HOURS),
-    Series(2, "contract_forecast", "MW", {"site": "Gotland", "model": "ecmwf"}, overlapping=True,
-           retention="short", batches={1: "2025-01-01T00:00:00Z", 2: "2025-01-01T06:00:00Z"}, valid_times=HOURS),
+    Series(
+        2,
+        "contract_forecast",
+        "MW",
+        {"site": "Gotland", "model": "ecmwf"},
+        overlapping=True,
+        retention="short",
+        batches={1: "2025-01-01T00:00:00Z", 2: "2025-01-01T06:00:00Z"},
+        valid_times=HOURS,
+    ),
     Series(3, "contract_interval", "MWh", {"site": "Visby"}, valid_times=HOURS[:2]),
     # same name as series 2: a filter by name alone is ambiguous
-    Series(4, "contract_forecast", "MW", {"site": "Visby", "model": "icon"}, overlapping=True,
-           retention="long", batches={3: "2025-01-01T00:00:00Z"}, valid_times=HOURS),
+    Series(
+        4,
+        "contract_forecast",
+        "MW",
+        {"site": "Visby", "model": "icon"},
+        overlapping=True,
+        retention="long",
+        batches={3: "2025-01-01T00:00:00Z"},
+        valid_times=HOURS,
+    ),
 )
 
 
@@ -52,8 +68,17 @@ def seed(post: Any, put: Any) -> None:
         return resp.json()
 
     for s in SERIES:
-        created = ok("/series", {"name": s.name, "unit": s.unit, "labels": s.labels, "overlapping": s.overlapping,
-                                 "retention": s.retention, "description": f"contract-test series {s.series_id}"})
+        created = ok(
+            "/series",
+            {
+                "name": s.name,
+                "unit": s.unit,
+                "labels": s.labels,
+                "overlapping": s.overlapping,
+                "retention": s.retention,
+                "description": f"contract-test series {s.series_id}",
+            },
+        )
         assert created["series_id"] == s.series_id, "the contract database must start empty"
     for s in SERIES:
         if s.overlapping:
@@ -62,17 +87,37 @@ def seed(post: Any, put: Any) -> None:
                 inserted = ok("/values", {"series_id": s.series_id, "known_time": known_time, "data": data})
                 assert inserted["batch_id"] == batch_id
         elif s.unit == "MWh":
-            data = [{"valid_time": vt, "valid_time_end": HOURS[i + 1], "value": 10.0 + i}
-                    for i, vt in enumerate(s.valid_times)]
+            data = [
+                {"valid_time": vt, "valid_time_end": HOURS[i + 1], "value": 10.0 + i}
+                for i, vt in enumerate(s.valid_times)
+            ]
             ok("/values", {"series_id": s.series_id, "data": data})
         else:
-            ok("/values", {"series_id": s.series_id,
-                           "data": [{"valid_time": vt, "value": float(i)} for i, vt in enumerate(s.valid_times)]})
+            ok(
+                "/values",
+                {
+                    "series_id": s.series_id,
+                    "data": [{"valid_time": vt, "value": float(i)} for i, vt in enumerate(s.valid_times)],
+                },
+            )
     # one correction per kind of series, so audit reads return a chain
     for s, extra in ((SERIES[0], {}), (SERIES[1], {"batch_id": 1})):
-        ok_put = put("/values", {"updates": [{"series_id": s.series_id, "valid_time": HOURS[0], "value": 0.5,
-                                              "annotation": "seeded correction", "tags": ["seed"],
-                                              "changed_by": "contract@example.com", **extra}]})
+        ok_put = put(
+            "/values",
+            {
+                "updates": [
+                    {
+                        "series_id": s.series_id,
+                        "valid_time": HOURS[0],
+                        "value": 0.5,
+                        "annotation": "seeded correction",
+                        "tags": ["seed"],
+                        "changed_by": "contract@example.com",
+                        **extra,
+                    }
+                ]
+            },
+        )
         assert ok_put.status_code == 200, ok_put.text
 
 
@@ -81,8 +126,9 @@ def seed(post: Any, put: Any) -> None:
 
 def _pick(case: Case, salt: str) -> int:
     """A stable number derived from the generated case (Hypothesis needs hooks to be pure)."""
-    raw = json.dumps([case.query, case.body if isinstance(case.body, (dict, list)) else None, salt],
-                     sort_keys=True, default=str)
+    raw = json.dumps(
+        [case.query, case.body if isinstance(case.body, (dict, list)) else None, salt], sort_keys=True, default=str
+    )
     return zlib.crc32(raw.encode())
 
 

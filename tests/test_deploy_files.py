@@ -29,7 +29,7 @@ def test_docker_runs_timedb_api_as_non_root_with_a_shutdown_limit():
 
 
 def test_systemd_unit_waits_longer_than_the_graceful_shutdown():
-    unit = README[README.index("[Service]"):README.index("[Install]")]
+    unit = README[README.index("[Service]") : README.index("[Install]")]
     limit = int(re.search(r"--timeout-graceful-shutdown (\d+)", unit).group(1))
     assert int(re.search(r"TimeoutStopSec=(\d+)", unit).group(1)) > limit
     assert "ExecStart=/usr/local/bin/timedb api" in unit
@@ -49,8 +49,11 @@ def test_every_pip_install_of_timedb_is_from_the_checkout():
     (issue 12): the README and the server's messages install extras from the checkout."""
     sources = [README, DOCKERFILE, *((ROOT / "timedb").joinpath(p).read_text() for p in ("cli.py", "embedded.py"))]
     # what pip is asked to install: the argument after `pip install` and its options
-    targets = [m.group(1) for text in sources
-               for m in re.finditer(r"pip install (?:-[-\w]+(?:=\S+)? )*['\"]?([^\s'\"`]+)", text)]
+    targets = [
+        m.group(1)
+        for text in sources
+        for m in re.finditer(r"pip install (?:-[-\w]+(?:=\S+)? )*['\"]?([^\s'\"`]+)", text)
+    ]
     assert len(targets) >= 4, targets
     for target in targets:
         assert target.startswith((".", "/")), target  # a path (the checkout), never a name on the index

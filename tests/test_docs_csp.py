@@ -13,16 +13,18 @@ EXPECTED = ("https://cdn.redoc.ly/",)
 def violations(url: str) -> tuple[str, list[str]]:
     """The rendered DOM of url and the CSP violations Chromium logged on its console."""
     result = run_chromium(url, timeout=90, log_console=True)
-    lines = [line for line in result.stderr.splitlines()
-             if "CONSOLE" in line and "Content Security Policy" in line]
+    lines = [line for line in result.stderr.splitlines() if "CONSOLE" in line and "Content Security Policy" in line]
     return result.stdout, [line for line in lines if not any(e in line for e in EXPECTED)]
 
 
-@pytest.mark.parametrize(("page", "rendered"), [
-    ("/docs/", "opblock-summary-path"),
-    ("/docs/#/series/create_series", "opblock-body"),  # an operation opened: parameters, examples
-    ("/redoc", 'operation/create_series"'),
-])
+@pytest.mark.parametrize(
+    ("page", "rendered"),
+    [
+        ("/docs/", "opblock-summary-path"),
+        ("/docs/#/series/create_series", "opblock-body"),  # an operation opened: parameters, examples
+        ("/redoc", 'operation/create_series"'),
+    ],
+)
 def test_doc_page_runs_without_csp_violations(live_server, chromium, page, rendered):
     dom, found = violations(live_server + page)
     assert rendered in dom, f"{page} did not render"

@@ -23,8 +23,9 @@ def spec() -> dict:
 
 
 def operations(spec: dict) -> list[tuple[str, str, dict]]:
-    return [(path, method, op) for path, item in spec["paths"].items()
-            for method, op in item.items() if method in METHODS]
+    return [
+        (path, method, op) for path, item in spec["paths"].items() for method, op in item.items() if method in METHODS
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +150,13 @@ def test_redoc_renders_the_schemas(redoc_dom, spec):
 
 
 def test_external_url_check_itself():
-    html = ('<script src="https://cdn.jsdelivr.net/x.js"></script><link href="//fonts.googleapis.com/css">'
-            '<script src="./local.js"></script><link href="http://127.0.0.1:8000/a.css">'
-            "<style>@import url('https://fonts.googleapis.com/css2');</style>")
-    assert external_urls(html) == ["https://cdn.jsdelivr.net/x.js", "//fonts.googleapis.com/css",
-                                   "https://fonts.googleapis.com/css2"]
+    html = (
+        '<script src="https://cdn.jsdelivr.net/x.js"></script><link href="//fonts.googleapis.com/css">'
+        '<script src="./local.js"></script><link href="http://127.0.0.1:8000/a.css">'
+        "<style>@import url('https://fonts.googleapis.com/css2');</style>"
+    )
+    assert external_urls(html) == [
+        "https://cdn.jsdelivr.net/x.js",
+        "//fonts.googleapis.com/css",
+        "https://fonts.googleapis.com/css2",
+    ]

@@ -26,8 +26,15 @@ TEXT_BODIES = ("application/x-ndjson", "text/csv")
 
 OPERATIONS = {
     "meta": {"get_api_info", "get_health", "get_readiness", "get_metrics"},
-    "series": {"create_series", "list_series", "list_labels", "count_series", "create_series_bulk", "get_series",
-               "update_series"},
+    "series": {
+        "create_series",
+        "list_series",
+        "list_labels",
+        "count_series",
+        "create_series_bulk",
+        "get_series",
+        "update_series",
+    },
     "values": {"insert_values", "read_values", "update_records", "query_values", "insert_bulk"},
 }
 
@@ -38,13 +45,26 @@ def generated(tmp_path_factory):
     out = tmp_path_factory.mktemp("client")
     config = out / "config.yaml"
     # no formatter run: the test needs the code, not its style; Arrow bodies are bytes (a `File`)
-    config.write_text("post_hooks: []\ncontent_type_overrides:\n"
-                      "  application/vnd.apache.arrow.stream: application/octet-stream\n")
+    config.write_text(
+        "post_hooks: []\ncontent_type_overrides:\n  application/vnd.apache.arrow.stream: application/octet-stream\n"
+    )
     cli = Path(sys.executable).parent / "openapi-python-client"
     proc = subprocess.run(
-        [str(cli), "generate", "--path", str(SPEC), "--meta", "none", "--output-path", str(out / PACKAGE),
-         "--config", str(config)],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(cli),
+            "generate",
+            "--path",
+            str(SPEC),
+            "--meta",
+            "none",
+            "--output-path",
+            str(out / PACKAGE),
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # the generator reports every endpoint, body or schema it had to skip as a warning; the only
@@ -70,8 +90,17 @@ def test_every_operation_and_schema_has_a_plain_name(generated):
     models = {p.stem for p in (generated / "models").glob("*.py")} - {"__init__"}
     # no generator-made names such as insert_request_batch_params_type_0
     assert not [m for m in models if "type_" in m or m[-1].isdigit()], sorted(models)
-    assert {"series_info", "data_point", "value_record", "updated_record", "problem", "series_patch",
-            "labels_patch", "item_error", "bulk_series_result"} <= models
+    assert {
+        "series_info",
+        "data_point",
+        "value_record",
+        "updated_record",
+        "problem",
+        "series_patch",
+        "labels_patch",
+        "item_error",
+        "bulk_series_result",
+    } <= models
 
 
 @pytest.fixture
@@ -83,8 +112,10 @@ def server_with_token(make_database):
 
     dsn = make_database()
     secret = tokens.using(dsn, lambda conn: tokens.create(conn, "generated-client", "write", {}, None))
-    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
-                             server_env(dsn, TIMEDB_AUTH="tokens", TIMEDB_VALIDATE_RESPONSES="1"))
+    proc, url = start_server(
+        [sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
+        server_env(dsn, TIMEDB_AUTH="tokens", TIMEDB_VALIDATE_RESPONSES="1"),
+    )
     try:
         yield url, secret
     finally:
@@ -100,9 +131,11 @@ def test_client_drives_a_real_server(generated, server_with_token):
     m = load("models")
     get_health = load("api.meta.get_health")
     create_series, list_series, list_labels, count_series = (
-        load(f"api.series.{op}") for op in ("create_series", "list_series", "list_labels", "count_series"))
+        load(f"api.series.{op}") for op in ("create_series", "list_series", "list_labels", "count_series")
+    )
     insert_values, read_values, update_records, query_values = (
-        load(f"api.values.{op}") for op in ("insert_values", "read_values", "update_records", "query_values"))
+        load(f"api.values.{op}") for op in ("insert_values", "read_values", "update_records", "query_values")
+    )
 
     # without a token: the spec's 401 problem; with one (AuthenticatedClient): served
     with load("client").Client(base_url=live_server) as anonymous:
@@ -110,24 +143,44 @@ def test_client_drives_a_real_server(generated, server_with_token):
         assert isinstance(refused, m.Problem) and refused.status == 401, refused
         assert get_health.sync(client=anonymous).status == m.HealthStatus.OK  # (public)
 
-    with load("client").AuthenticatedClient(base_url=live_server, token=secret,
-                                            raise_on_unexpected_status=True) as client:
+    with load("client").AuthenticatedClient(
+        base_url=live_server, token=secret, raise_on_unexpected_status=True
+    ) as client:
         assert get_health.sync(client=client).status == m.HealthStatus.OK
 
-        created = create_series.sync(client=client, body=m.CreateSeriesRequest(
-            name="wind_power", unit="MW", labels=m.Labels.from_dict({"site": "Gotland", "model": "ecmwf"}),
-            overlapping=True, retention=m.Retention.SHORT, description="Day-ahead wind forecast"))
+        created = create_series.sync(
+            client=client,
+            body=m.CreateSeriesRequest(
+                name="wind_power",
+                unit="MW",
+                labels=m.Labels.from_dict({"site": "Gotland", "model": "ecmwf"}),
+                overlapping=True,
+                retention=m.Retention.SHORT,
+                description="Day-ahead wind forecast",
+            ),
+        )
         assert isinstance(created, m.CreateSeriesResponse) and created.created
         sid = created.series_id
-        create_series.sync(client=client, body=m.CreateSeriesRequest(
-            name="wind_power_measured", unit="MW", labels=m.Labels.from_dict({"site": "Visby"})))
+        create_series.sync(
+            client=client,
+            body=m.CreateSeriesRequest(
+                name="wind_power_measured", unit="MW", labels=m.Labels.from_dict({"site": "Visby"})
+            ),
+        )
 
         batches = []
         for known_time, base in (("2025-01-01T00:00:00Z", 100.0), ("2025-01-01T06:00:00Z", 110.0)):
-            inserted = insert_values.sync(client=client, body=m.InsertRequest(
-                series_id=sid, known_time=known_time,
-                data=[m.DataPoint(valid_time="2025-01-02T00:00:00Z", value=base),
-                      m.DataPoint(valid_time="2025-01-02T01:00:00Z", value=base + 1)]))
+            inserted = insert_values.sync(
+                client=client,
+                body=m.InsertRequest(
+                    series_id=sid,
+                    known_time=known_time,
+                    data=[
+                        m.DataPoint(valid_time="2025-01-02T00:00:00Z", value=base),
+                        m.DataPoint(valid_time="2025-01-02T01:00:00Z", value=base + 1),
+                    ],
+                ),
+            )
             assert isinstance(inserted, m.InsertResponse), inserted
             assert (inserted.series_id, inserted.rows_inserted) == (sid, 2)
             batches.append(inserted.batch_id)
@@ -135,16 +188,32 @@ def test_client_drives_a_real_server(generated, server_with_token):
         latest = read_values.sync(client=client, series_id=sid)
         assert isinstance(latest, m.ValuesResponse)
         assert [(r.valid_time, r.value) for r in latest.data] == [
-            ("2025-01-02T00:00:00+00:00", 110.0), ("2025-01-02T01:00:00+00:00", 111.0)]
+            ("2025-01-02T00:00:00+00:00", 110.0),
+            ("2025-01-02T01:00:00+00:00", 111.0),
+        ]
 
         versions = read_values.sync(client=client, series_id=sid, versions=True)
         assert versions.count == 4
         assert [r.known_time for r in versions.data] == ["2025-01-01T00:00:00+00:00"] * 2 + [
-            "2025-01-01T06:00:00+00:00"] * 2
+            "2025-01-01T06:00:00+00:00"
+        ] * 2
 
-        fixed = update_records.sync(client=client, body=m.UpdateRecordsRequest(updates=[m.RecordUpdateRequest(
-            valid_time="2025-01-02T00:00:00Z", series_id=sid, batch_id=batches[1], value=150.0,
-            annotation="Corrected reading", tags=["reviewed"], changed_by="user@example.com")]))
+        fixed = update_records.sync(
+            client=client,
+            body=m.UpdateRecordsRequest(
+                updates=[
+                    m.RecordUpdateRequest(
+                        valid_time="2025-01-02T00:00:00Z",
+                        series_id=sid,
+                        batch_id=batches[1],
+                        value=150.0,
+                        annotation="Corrected reading",
+                        tags=["reviewed"],
+                        changed_by="user@example.com",
+                    )
+                ]
+            ),
+        )
         assert isinstance(fixed, m.UpdateRecordsResponse), fixed
         [record] = fixed.updated
         assert (record.series_id, record.batch_id) == (sid, batches[1])
@@ -158,8 +227,14 @@ def test_client_drives_a_real_server(generated, server_with_token):
         c = corrections[0]
         assert (c.value, c.annotation, c.tags, c.batch_id) == (150.0, "Corrected reading", ["reviewed"], batches[1])
         assert c.known_time == "2025-01-01T06:00:00+00:00"  # a correction keeps the version's known_time
-        assert read_values.sync(client=client, series_id=sid, start_valid="2025-01-02T00:00:00Z",
-                                end_valid="2025-01-02T01:00:00Z").data[0].value == 150.0
+        assert (
+            read_values.sync(
+                client=client, series_id=sid, start_valid="2025-01-02T00:00:00Z", end_valid="2025-01-02T01:00:00Z"
+            )
+            .data[0]
+            .value
+            == 150.0
+        )
 
         labels = list_labels.sync(client=client, label_key="site")
         assert isinstance(labels, m.LabelValues) and labels.values == ["Gotland", "Visby"]
@@ -171,16 +246,24 @@ def test_client_drives_a_real_server(generated, server_with_token):
         assert info.labels.to_dict() == {"site": "Gotland", "model": "ecmwf"}
 
         # many series in one request, with backtesting parameters
-        both = query_values.sync(client=client, body=m.QueryRequest(
-            series=[m.SeriesById(series_id=sid), m.SeriesByName(name="wind_power_measured")],
-            as_of="2025-01-01T00:00:00Z", tz="Europe/Berlin"))
+        both = query_values.sync(
+            client=client,
+            body=m.QueryRequest(
+                series=[m.SeriesById(series_id=sid), m.SeriesByName(name="wind_power_measured")],
+                as_of="2025-01-01T00:00:00Z",
+                tz="Europe/Berlin",
+            ),
+        )
         assert isinstance(both, m.QueryResponse), both
         assert [s.series_id for s in both.series] == [sid, info.series_id + 1]
         assert [(r.series_id, r.valid_time, r.value) for r in both.data] == [
-            (sid, "2025-01-02T01:00:00+01:00", 100.0), (sid, "2025-01-02T02:00:00+01:00", 101.0)]
+            (sid, "2025-01-02T01:00:00+01:00", 100.0),
+            (sid, "2025-01-02T02:00:00+01:00", 101.0),
+        ]
         daily = read_values.sync(client=client, series_id=sid, resample="P1D", agg=m.Aggregate.MAX)
         assert [(r.valid_time, r.valid_time_end, r.value) for r in daily.data] == [
-            ("2025-01-02T00:00:00+00:00", "2025-01-03T00:00:00+00:00", 150.0)]
+            ("2025-01-02T00:00:00+00:00", "2025-01-03T00:00:00+00:00", 150.0)
+        ]
 
         # errors come back as the spec's Problem model
         missing = read_values.sync(client=client, series_id=sid + 1000)
@@ -188,10 +271,18 @@ def test_client_drives_a_real_server(generated, server_with_token):
 
         # the series resource: many at once, one by id, a merge patch
         create_series_bulk, get_series, update_series = (
-            load(f"api.series.{op}") for op in ("create_series_bulk", "get_series", "update_series"))
-        farms = [m.CreateSeriesRequest(name="wind_power", unit="MW", overlapping=True, retention=m.Retention.SHORT,
-                                       labels=m.Labels.from_dict({"site": site, "model": "ecmwf"}))
-                 for site in ("Gotland", "Lillgrund", "Kriegers")]
+            load(f"api.series.{op}") for op in ("create_series_bulk", "get_series", "update_series")
+        )
+        farms = [
+            m.CreateSeriesRequest(
+                name="wind_power",
+                unit="MW",
+                overlapping=True,
+                retention=m.Retention.SHORT,
+                labels=m.Labels.from_dict({"site": site, "model": "ecmwf"}),
+            )
+            for site in ("Gotland", "Lillgrund", "Kriegers")
+        ]
         bulk = create_series_bulk.sync(client=client, body=m.CreateSeriesBulkRequest(series=farms))
         assert isinstance(bulk, m.CreateSeriesBulkResponse), bulk
         assert bulk.series[0].series_id == sid
@@ -201,10 +292,18 @@ def test_client_drives_a_real_server(generated, server_with_token):
         one = get_series.sync(new_id, client=client)
         assert isinstance(one, m.SeriesInfo)
         assert (one.name, one.labels.to_dict(), one.description) == (
-            "wind_power", {"site": "Lillgrund", "model": "ecmwf"}, None)
+            "wind_power",
+            {"site": "Lillgrund", "model": "ecmwf"},
+            None,
+        )
 
-        changed = update_series.sync(new_id, client=client, body=m.SeriesPatch(
-            description="Lillgrund, ICON", labels=m.LabelsPatch.from_dict({"model": "icon", "site": None})))
+        changed = update_series.sync(
+            new_id,
+            client=client,
+            body=m.SeriesPatch(
+                description="Lillgrund, ICON", labels=m.LabelsPatch.from_dict({"model": "icon", "site": None})
+            ),
+        )
         assert isinstance(changed, m.SeriesInfo), changed
         assert (changed.labels.to_dict(), changed.description) == ({"model": "icon"}, "Lillgrund, ICON")
         cleared = update_series.sync(new_id, client=client, body=m.SeriesPatch(labels=None, description=None))
@@ -213,10 +312,13 @@ def test_client_drives_a_real_server(generated, server_with_token):
 
         refused = update_series.sync(new_id, client=client, body=m.SeriesPatch(unit="kW"))
         assert isinstance(refused, m.Problem) and refused.status == 409 and "unit" in refused.detail
-        measured_in_kw = m.CreateSeriesRequest(name="wind_power_measured", unit="kW",
-                                               labels=m.Labels.from_dict({"site": "Visby"}))
-        conflict = create_series_bulk.sync(client=client, body=m.CreateSeriesBulkRequest(
-            series=[m.CreateSeriesRequest(name="new_one"), measured_in_kw]))
+        measured_in_kw = m.CreateSeriesRequest(
+            name="wind_power_measured", unit="kW", labels=m.Labels.from_dict({"site": "Visby"})
+        )
+        conflict = create_series_bulk.sync(
+            client=client,
+            body=m.CreateSeriesBulkRequest(series=[m.CreateSeriesRequest(name="new_one"), measured_in_kw]),
+        )
         assert isinstance(conflict, m.Problem) and conflict.status == 409
         assert [(e.index, e.series_id) for e in conflict.errors] == [(1, info.series_id + 1)]
         assert isinstance(get_series.sync(10**9, client=client), m.Problem)
@@ -224,11 +326,28 @@ def test_client_drives_a_real_server(generated, server_with_token):
         # a forecast run of two series in one request, sent in kW into MW series
         insert_bulk = load("api.values.insert_bulk")
         kriegers = bulk.series[2].series_id
-        stored = insert_bulk.sync(client=client, body=m.BulkInsertRequest(unit="kW", workflow_id="icon-06z", rows=[
-            m.BulkRow(series_id=kriegers, valid_time="2025-01-03T00:00:00Z", value=51000.0,
-                      known_time="2025-01-02T06:00:00Z"),
-            m.BulkRow(name="wind_power", labels=m.Labels.from_dict({"site": "Gotland", "model": "ecmwf"}),
-                      valid_time="2025-01-03T00:00:00Z", value=98000.0, known_time="2025-01-02T06:00:00Z")]))
+        stored = insert_bulk.sync(
+            client=client,
+            body=m.BulkInsertRequest(
+                unit="kW",
+                workflow_id="icon-06z",
+                rows=[
+                    m.BulkRow(
+                        series_id=kriegers,
+                        valid_time="2025-01-03T00:00:00Z",
+                        value=51000.0,
+                        known_time="2025-01-02T06:00:00Z",
+                    ),
+                    m.BulkRow(
+                        name="wind_power",
+                        labels=m.Labels.from_dict({"site": "Gotland", "model": "ecmwf"}),
+                        valid_time="2025-01-03T00:00:00Z",
+                        value=98000.0,
+                        known_time="2025-01-02T06:00:00Z",
+                    ),
+                ],
+            ),
+        )
         assert isinstance(stored, m.BulkInsertResponse), stored
         assert (stored.rows_inserted, stored.rows_skipped) == (2, 0)
         assert sorted((b.series_id, b.rows) for b in stored.batches) == sorted([(kriegers, 1), (sid, 1)])
@@ -237,8 +356,14 @@ def test_client_drives_a_real_server(generated, server_with_token):
         # the same row again as an Arrow stream, with skip_unchanged: nothing stored
         import pyarrow as pa
 
-        table = pa.table({"series_id": pa.array([kriegers], pa.int64()), "valid_time": ["2025-01-03T00:00:00Z"],
-                          "value": [51000.0], "known_time": ["2025-01-02T06:00:00Z"]})
+        table = pa.table(
+            {
+                "series_id": pa.array([kriegers], pa.int64()),
+                "valid_time": ["2025-01-03T00:00:00Z"],
+                "value": [51000.0],
+                "known_time": ["2025-01-02T06:00:00Z"],
+            }
+        )
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)

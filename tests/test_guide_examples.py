@@ -29,21 +29,34 @@ GUIDE_PUT_BODY = {
 
 # "API Endpoints Overview" of the guide
 OVERVIEW = [
-    ("GET", "/"), ("POST", "/values"), ("GET", "/values"), ("PUT", "/values"),
-    ("POST", "/series"), ("GET", "/series"), ("GET", "/series/labels"), ("GET", "/series/count"),
+    ("GET", "/"),
+    ("POST", "/values"),
+    ("GET", "/values"),
+    ("PUT", "/values"),
+    ("POST", "/series"),
+    ("GET", "/series"),
+    ("GET", "/series/labels"),
+    ("GET", "/series/count"),
 ]
 
 
 def make_overlapping_series_with_batch_42(live) -> None:
     """Series 1 (overlapping) whose batch 42 holds 2025-01-01T12:00Z, as the guide's example assumes."""
-    resp = live.post("/series", json={"name": "wind_power", "unit": "MW", "labels": {"site": "Gotland"},
-                                      "overlapping": True})
+    resp = live.post(
+        "/series", json={"name": "wind_power", "unit": "MW", "labels": {"site": "Gotland"}, "overlapping": True}
+    )
     assert resp.json()["series_id"] == 1
     start = datetime(2024, 12, 1, tzinfo=UTC)
     for n in range(1, 43):  # batch ids come from a sequence: the 42nd insert is batch 42, the newest forecast
         known_time = (start + timedelta(hours=n)).isoformat()
-        resp = live.post("/values", json={"series_id": 1, "known_time": known_time,
-                                          "data": [{"valid_time": "2025-01-01T12:00:00Z", "value": float(n)}]})
+        resp = live.post(
+            "/values",
+            json={
+                "series_id": 1,
+                "known_time": known_time,
+                "data": [{"valid_time": "2025-01-01T12:00:00Z", "value": float(n)}],
+            },
+        )
         assert resp.status_code == 200, resp.text
     assert resp.json()["batch_id"] == 42
 
@@ -53,8 +66,15 @@ def test_root_lists_the_endpoints_of_the_overview(live):
     assert resp.status_code == 200
     body = resp.json()
     assert list(body) == ["name", "version", "description", "endpoints", "admin_note"]
-    assert set(body["endpoints"]) == {"insert_values", "read_values", "update_records", "create_series",
-                                      "list_series", "series_labels", "series_count"}
+    assert set(body["endpoints"]) == {
+        "insert_values",
+        "read_values",
+        "update_records",
+        "create_series",
+        "list_series",
+        "series_labels",
+        "series_count",
+    }
     listed = {v.split(" - ")[0] for v in body["endpoints"].values()}
     assert listed == {f"{m} {p}" for m, p in OVERVIEW if p != "/"}
 
@@ -85,30 +105,45 @@ def test_put_values_curl_example(live):
     assert (updated["batch_id"], updated["series_id"]) == (42, 1)
     assert datetime.fromisoformat(updated["valid_time"]) == datetime(2025, 1, 1, 12, tzinfo=UTC)
 
-    audit = live.get("/values", params={"series_id": 1, "include_updates": "true",
-                                        "start_valid": "2025-01-01T12:00:00Z"}).json()["data"]
+    audit = live.get(
+        "/values", params={"series_id": 1, "include_updates": "true", "start_valid": "2025-01-01T12:00:00Z"}
+    ).json()["data"]
     [correction] = [r for r in audit if r["changed_by"] == "user@example.com"]
     assert (correction["value"], correction["annotation"], correction["tags"], correction["batch_id"]) == (
-        150.0, "Corrected reading", ["reviewed"], 42)
+        150.0,
+        "Corrected reading",
+        ["reviewed"],
+        42,
+    )
 
 
-@pytest.mark.parametrize("valid_time", [
-    datetime(2025, 1, 1, 12),  # naive, as `valid_time.isoformat()` gives for a naive datetime
-    datetime(2025, 1, 1, 12, tzinfo=UTC),
-])
+@pytest.mark.parametrize(
+    "valid_time",
+    [
+        datetime(2025, 1, 1, 12),  # naive, as `valid_time.isoformat()` gives for a naive datetime
+        datetime(2025, 1, 1, 12, tzinfo=UTC),
+    ],
+)
 def test_put_values_python_example(live, valid_time):
     make_overlapping_series_with_batch_42(live)
     series_id, batch_id = 1, 42
     # the `requests.put(...)` of the guide, same JSON
-    response = live.put("/values", json={"updates": [{
-        "valid_time": valid_time.isoformat(),
-        "series_id": series_id,
-        "batch_id": batch_id,
-        "value": 150.0,
-        "annotation": "Corrected",
-        "tags": ["reviewed"],
-        "changed_by": "user@example.com",
-    }]})
+    response = live.put(
+        "/values",
+        json={
+            "updates": [
+                {
+                    "valid_time": valid_time.isoformat(),
+                    "series_id": series_id,
+                    "batch_id": batch_id,
+                    "value": 150.0,
+                    "annotation": "Corrected",
+                    "tags": ["reviewed"],
+                    "changed_by": "user@example.com",
+                }
+            ]
+        },
+    )
     result = response.json()
     assert f"Updated: {len(result['updated'])}" == "Updated: 1"
     latest = live.get("/values", params={"series_id": 1}).json()
@@ -127,27 +162,59 @@ def test_put_values_example_on_a_flat_series(live):
 
 def test_overview_response_shapes(live):
     """Every overview endpoint answers with the fields the reference documented."""
-    created = live.post("/series", json={"name": "fc", "unit": "MW", "labels": {"site": "A", "model": "m1"},
-                                         "overlapping": True, "retention": "short", "description": "Forecast"})
+    created = live.post(
+        "/series",
+        json={
+            "name": "fc",
+            "unit": "MW",
+            "labels": {"site": "A", "model": "m1"},
+            "overlapping": True,
+            "retention": "short",
+            "description": "Forecast",
+        },
+    )
     assert created.status_code == 200
     assert {"series_id", "message"} <= created.json().keys()
     sid = created.json()["series_id"]
 
-    inserted = live.post("/values", json={"name": "fc", "labels": {"site": "A"}, "known_time": "2025-01-01T00:00:00Z",
-                                          "data": [{"valid_time": "2025-01-01T00:00:00Z", "value": 100.0},
-                                                   {"valid_time": "2025-01-01T01:00:00Z", "value": 101.0}]})
+    inserted = live.post(
+        "/values",
+        json={
+            "name": "fc",
+            "labels": {"site": "A"},
+            "known_time": "2025-01-01T00:00:00Z",
+            "data": [
+                {"valid_time": "2025-01-01T00:00:00Z", "value": 100.0},
+                {"valid_time": "2025-01-01T01:00:00Z", "value": 101.0},
+            ],
+        },
+    )
     assert inserted.status_code == 200
     assert list(inserted.json()) == ["batch_id", "series_id", "rows_inserted"]
     assert inserted.json()["rows_inserted"] == 2
 
     listed = live.get("/series", params={"labels": '{"site":"A"}'}).json()
-    assert listed == [{"series_id": sid, "name": "fc", "description": "Forecast", "unit": "MW",
-                       "labels": {"site": "A", "model": "m1"}, "overlapping": True, "retention": "short"}]
+    assert listed == [
+        {
+            "series_id": sid,
+            "name": "fc",
+            "description": "Forecast",
+            "unit": "MW",
+            "labels": {"site": "A", "model": "m1"},
+            "overlapping": True,
+            "retention": "short",
+        }
+    ]
     assert live.get("/series/labels", params={"label_key": "site"}).json() == {"label_key": "site", "values": ["A"]}
     assert live.get("/series/count").json() == {"count": 1}
 
     latest = live.get("/values", params={"name": "fc"}).json()
-    assert latest == {"count": 2, "data": [{"valid_time": "2025-01-01T00:00:00+00:00", "value": 100.0},
-                                           {"valid_time": "2025-01-01T01:00:00+00:00", "value": 101.0}]}
+    assert latest == {
+        "count": 2,
+        "data": [
+            {"valid_time": "2025-01-01T00:00:00+00:00", "value": 100.0},
+            {"valid_time": "2025-01-01T01:00:00+00:00", "value": 101.0},
+        ],
+    }
     versions = live.get("/values", params={"name": "fc", "versions": "true"}).json()
     assert [list(r) for r in versions["data"]] == [["known_time", "valid_time", "value"]] * 2

@@ -32,8 +32,11 @@ def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with httpx.Client(timeout=30) as c:  # (a new connection: any worker may answer)
         resp = c.get(url + "/metrics")
     assert resp.status_code == 200, resp.text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(resp.text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(resp.text)
+        for s in family.samples
+    }
 
 
 def health_count(found: dict) -> float:
@@ -62,11 +65,25 @@ def eventually(check: Any, seconds: float = 20) -> Any:
 
 @pytest.fixture(scope="module")
 def gunicorn(make_database) -> Iterator[tuple[str, subprocess.Popen]]:
-    env = server_env(make_database(), TIMEDB_POOL_MIN_SIZE=str(POOL), TIMEDB_POOL_MAX_SIZE=str(POOL),
-                     TIMEDB_LOG_FORMAT="json")
+    env = server_env(
+        make_database(), TIMEDB_POOL_MIN_SIZE=str(POOL), TIMEDB_POOL_MAX_SIZE=str(POOL), TIMEDB_LOG_FORMAT="json"
+    )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc, url = start_server([*GUNICORN, "timedb.api:app", "-k", "timedb.workers.UvicornWorker", "-w", str(WORKERS),
-                              "--bind", "127.0.0.1:0", "--graceful-timeout", "5"], env)
+    proc, url = start_server(
+        [
+            *GUNICORN,
+            "timedb.api:app",
+            "-k",
+            "timedb.workers.UvicornWorker",
+            "-w",
+            str(WORKERS),
+            "--bind",
+            "127.0.0.1:0",
+            "--graceful-timeout",
+            "5",
+        ],
+        env,
+    )
     yield url, proc
     if proc.poll() is None:
         stop_process(proc)
@@ -94,8 +111,12 @@ def test_a_client_gone_mid_stream_is_recorded(gunicorn):
     url, proc = gunicorn
     with httpx.Client(base_url=url, timeout=60) as c:
         sid = c.post("/series", json={"name": "gone", "unit": "MW"}).json()["series_id"]
-        data = [{"valid_time": f"2025-{1 + d // 28:02d}-{1 + d % 28:02d}T{h:02d}:{m:02d}:00Z", "value": float(m)}
-                for d in range(12 * 28) for h in range(24) for m in range(0, 60, 15)]  # 32,256 rows
+        data = [
+            {"valid_time": f"2025-{1 + d // 28:02d}-{1 + d % 28:02d}T{h:02d}:{m:02d}:00Z", "value": float(m)}
+            for d in range(12 * 28)
+            for h in range(24)
+            for m in range(0, 60, 15)
+        ]  # 32,256 rows
         assert c.post("/values", json={"series_id": sid, "data": data}).status_code == 200
     before = read_count(samples(url))
     sock = socket.socket()

@@ -38,12 +38,12 @@ def exe(name: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
-def run_briefly(args: list[str], env: dict[str, str], cwd: Path,
-                timeout: float = 60) -> subprocess.CompletedProcess:
+def run_briefly(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run a command that must exit by itself (a bound, not a speed test: subprocess.TimeoutExpired
     when it keeps running)."""
-    return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def lines(text: str) -> list[str]:
@@ -56,8 +56,9 @@ def lines(text: str) -> list[str]:
 def test_timedb_api_serves_and_stops_on_sigterm(make_database, procs, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_process([*exe("timedb"), "api", "--port", str(port)],
-                         server_env(make_database()), url + "/healthz", cwd=tmp_path)
+    proc = start_process(
+        [*exe("timedb"), "api", "--port", str(port)], server_env(make_database()), url + "/healthz", cwd=tmp_path
+    )
     procs.append(proc)
     with httpx.Client(base_url=url, timeout=30, follow_redirects=True) as c:
         root = c.get("/")
@@ -81,8 +82,12 @@ def test_timedb_api_serves_and_stops_on_sigterm(make_database, procs, tmp_path):
 def test_timedb_api_host_and_port_options(make_database, procs, tmp_path):
     port = free_port()
     url = f"http://localhost:{port}"
-    proc = start_process([*exe("timedb"), "api", "--host", "0.0.0.0", "--port", str(port)],
-                         server_env(make_database()), url + "/healthz", cwd=tmp_path)
+    proc = start_process(
+        [*exe("timedb"), "api", "--host", "0.0.0.0", "--port", str(port)],
+        server_env(make_database()),
+        url + "/healthz",
+        cwd=tmp_path,
+    )
     procs.append(proc)
     assert httpx.get(url + "/", timeout=30).status_code == 200
     out = stop_process(proc)
@@ -92,8 +97,16 @@ def test_timedb_api_host_and_port_options(make_database, procs, tmp_path):
 MISSING_DSN_COMMANDS = {
     "uvicorn": ["uvicorn", "timedb.api:app", "--host", "127.0.0.1", "--port", "{port}"],
     "timedb api": ["timedb", "api", "--port", "{port}"],
-    "gunicorn": ["gunicorn", "timedb.api:app", "-w", "2", "-k", "uvicorn_worker.UvicornWorker",
-                 "--bind", "127.0.0.1:{port}"],
+    "gunicorn": [
+        "gunicorn",
+        "timedb.api:app",
+        "-w",
+        "2",
+        "-k",
+        "uvicorn_worker.UvicornWorker",
+        "--bind",
+        "127.0.0.1:{port}",
+    ],
 }
 
 
@@ -106,10 +119,12 @@ def test_no_dsn_exits_with_one_clear_line(name, tmp_path):
     try:
         proc = run_briefly(args, server_env(None, HOME=str(tmp_path)), cwd=tmp_path, timeout=20)
     except subprocess.TimeoutExpired as exc:
-        out = (exc.stderr or b"")
+        out = exc.stderr or b""
         out = out.decode(errors="replace") if isinstance(out, bytes) else out
-        pytest.fail(f"{name} did not exit within 20 s without a DSN (restarting failed workers forever?); "
-                    f"{out.count('No database configured')} failure messages; last output:\n{out[-1500:]}")
+        pytest.fail(
+            f"{name} did not exit within 20 s without a DSN (restarting failed workers forever?); "
+            f"{out.count('No database configured')} failure messages; last output:\n{out[-1500:]}"
+        )
     assert proc.returncode != 0, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr + proc.stdout
     if name == "gunicorn":
@@ -124,16 +139,18 @@ def test_no_dsn_exits_with_one_clear_line(name, tmp_path):
 
 
 def test_pool_sizes_that_cannot_work_exit_with_one_line(tmp_path):
-    proc = run_briefly([*exe("uvicorn"), "timedb.api:app", "--port", str(free_port())],
-                          server_env(UNREACHABLE, TIMEDB_POOL_MIN_SIZE="20", TIMEDB_POOL_MAX_SIZE="10"), cwd=tmp_path)
+    proc = run_briefly(
+        [*exe("uvicorn"), "timedb.api:app", "--port", str(free_port())],
+        server_env(UNREACHABLE, TIMEDB_POOL_MIN_SIZE="20", TIMEDB_POOL_MAX_SIZE="10"),
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0
     err = lines(proc.stderr)
     assert len(err) == 1 and "TIMEDB_POOL_MIN_SIZE (20)" in err[0] and "TIMEDB_POOL_MAX_SIZE (10)" in err[0], err
 
 
 def test_timedb_api_unreachable_database_exits_fast(tmp_path):
-    proc = run_briefly([*exe("timedb"), "api", "--port", str(free_port())],
-                                server_env(UNREACHABLE), cwd=tmp_path)
+    proc = run_briefly([*exe("timedb"), "api", "--port", str(free_port())], server_env(UNREACHABLE), cwd=tmp_path)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output
@@ -144,8 +161,9 @@ def test_timedb_api_unreachable_database_exits_fast(tmp_path):
 
 
 def test_uvicorn_unreachable_database_exits_fast(tmp_path):
-    proc = run_briefly([*exe("uvicorn"), "timedb.api:app", "--port", str(free_port())],
-                                server_env(UNREACHABLE), cwd=tmp_path)
+    proc = run_briefly(
+        [*exe("uvicorn"), "timedb.api:app", "--port", str(free_port())], server_env(UNREACHABLE), cwd=tmp_path
+    )
     assert proc.returncode != 0, (proc.stdout, proc.stderr)
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output
@@ -155,8 +173,16 @@ def test_uvicorn_unreachable_database_exits_fast(tmp_path):
 def test_gunicorn_unreachable_database_halts(tmp_path):
     # one worker: with several, the master may kill a sibling mid-import when the first
     # fails, and that sibling's interrupted import prints a traceback of gunicorn's own
-    args = [*exe("gunicorn"), "timedb.api:app", "-w", "1", "-k", "uvicorn_worker.UvicornWorker",
-            "--bind", f"127.0.0.1:{free_port()}"]
+    args = [
+        *exe("gunicorn"),
+        "timedb.api:app",
+        "-w",
+        "1",
+        "-k",
+        "uvicorn_worker.UvicornWorker",
+        "--bind",
+        f"127.0.0.1:{free_port()}",
+    ]
     try:
         proc = run_briefly(args, server_env(UNREACHABLE, HOME=str(tmp_path)), cwd=tmp_path, timeout=20)
     except subprocess.TimeoutExpired:
@@ -169,8 +195,12 @@ def test_gunicorn_unreachable_database_halts(tmp_path):
 def test_timedb_api_warns_when_tables_are_missing(make_database, procs, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_process([*exe("timedb"), "api", "--port", str(port)],
-                         server_env(make_database(with_tables=False)), url + "/healthz", cwd=tmp_path)
+    proc = start_process(
+        [*exe("timedb"), "api", "--port", str(port)],
+        server_env(make_database(with_tables=False)),
+        url + "/healthz",
+        cwd=tmp_path,
+    )
     procs.append(proc)
     assert httpx.get(url + "/readyz", timeout=30).status_code == 503
     out = stop_process(proc)
@@ -186,8 +216,12 @@ def test_uvicorn_reads_dotenv_in_cwd(make_database, procs, tmp_path, key):
     (tmp_path / ".env").write_text(f"# local settings\n{key}={dsn}\n")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_process([*exe("uvicorn"), "timedb.api:app", "--host", "127.0.0.1", "--port", str(port)],
-                         server_env(None), url + "/healthz", cwd=tmp_path)
+    proc = start_process(
+        [*exe("uvicorn"), "timedb.api:app", "--host", "127.0.0.1", "--port", str(port)],
+        server_env(None),
+        url + "/healthz",
+        cwd=tmp_path,
+    )
     procs.append(proc)
     with httpx.Client(base_url=url, timeout=30) as c:
         assert c.get("/readyz").json() == {"status": "ready"}
@@ -213,8 +247,7 @@ def exercise(url: str) -> None:
         created = c.post("/series", json={"name": "gunicorn", "unit": "MW", "labels": {"w": "1"}})
         assert created.status_code == 200, created.text
         sid = created.json()["series_id"]
-        ins = c.post("/values", json={"series_id": sid,
-                                      "data": [{"valid_time": "2025-01-01T00:00:00Z", "value": 1.5}]})
+        ins = c.post("/values", json={"series_id": sid, "data": [{"valid_time": "2025-01-01T00:00:00Z", "value": 1.5}]})
         assert ins.status_code == 200, ins.text
     with httpx.Client(base_url=url, timeout=30) as c:
         got = c.get("/values", params={"series_id": sid})
@@ -229,8 +262,12 @@ def test_gunicorn_with_uvicorn_workers(make_database, procs, tmp_path, worker):
     url = f"http://127.0.0.1:{port}"
     # HOME: gunicorn >= 23 puts a control socket in ~/.gunicorn; keep concurrent runs apart
     env = server_env(make_database(), HOME=str(tmp_path))
-    proc = start_process([*exe("gunicorn"), "timedb.api:app", "-w", "2", "-k", worker, "--bind", f"127.0.0.1:{port}"],
-                         env, url + "/healthz", cwd=tmp_path)
+    proc = start_process(
+        [*exe("gunicorn"), "timedb.api:app", "-w", "2", "-k", worker, "--bind", f"127.0.0.1:{port}"],
+        env,
+        url + "/healthz",
+        cwd=tmp_path,
+    )
     procs.append(proc)
     exercise(url)
     out = stop_process(proc)
@@ -291,8 +328,9 @@ def start_embedded(data_dir: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = [*exe("timedb"), "api", "--embedded", "--data-dir", str(data_dir), "--port", str(port)]
-    proc = subprocess.Popen(args, env=server_env(None), cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        args, env=server_env(None), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         from tests.processes import wait_http
 
@@ -309,8 +347,9 @@ def write_value(url: str, value: float) -> int:
         created = c.post("/series", json={"name": "embedded", "unit": "MW"})
         assert created.status_code == 200, created.text
         sid = created.json()["series_id"]
-        ins = c.post("/values", json={"series_id": sid,
-                                      "data": [{"valid_time": "2025-01-01T00:00:00Z", "value": value}]})
+        ins = c.post(
+            "/values", json={"series_id": sid, "data": [{"valid_time": "2025-01-01T00:00:00Z", "value": value}]}
+        )
         assert ins.status_code == 200, ins.text
     return sid
 
@@ -388,9 +427,11 @@ def test_embedded_recovers_from_a_killed_run(data_dir, procs, tmp_path, stop):
 def test_embedded_data_dir_must_be_a_directory(tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    proc = run_briefly([*exe("timedb"), "api", "--embedded", "--data-dir", str(a_file),
-                           "--port", str(free_port())],
-                          server_env(None), cwd=tmp_path)
+    proc = run_briefly(
+        [*exe("timedb"), "api", "--embedded", "--data-dir", str(a_file), "--port", str(free_port())],
+        server_env(None),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "--data-dir" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -400,7 +441,9 @@ def test_no_process_left_behind():
     """Sanity: no timedb server started by this module is still running."""
     me = os.getpid()
     # the session's live_server fixture (`python -m uvicorn`) legitimately outlives this module
-    leftovers = [p for p in psutil.Process(me).children(recursive=True)
-                 if "timedb" in (cmd := " ".join(p.cmdline() if p.is_running() else []))
-                 and "-m uvicorn" not in cmd]
+    leftovers = [
+        p
+        for p in psutil.Process(me).children(recursive=True)
+        if "timedb" in (cmd := " ".join(p.cmdline() if p.is_running() else [])) and "-m uvicorn" not in cmd
+    ]
     assert not leftovers, leftovers

@@ -29,7 +29,7 @@ def examples() -> list[tuple[int, str, str]]:
     for match in re.finditer(r"```(sh|python)\n(.*?)```", text, flags=re.S):
         code = match.group(2)
         if "localhost:8000" in code and "@forecast.json" not in code:
-            found.append((text[:match.start()].count("\n") + 1, match.group(1), code))
+            found.append((text[: match.start()].count("\n") + 1, match.group(1), code))
     return found
 
 
@@ -38,8 +38,15 @@ def test_the_rule_finds_the_examples_of_each_section():
     sections = []
     for line, _, _ in examples():
         sections.append(next(h for h in reversed(lines[:line]) if h.startswith("## ")))
-    assert sections == ["## Endpoints", "## Endpoints", "## Bulk loads and units", "## Bulk loads and units",
-                        "## Backtesting", "## Backtesting", "## Access control"]
+    assert sections == [
+        "## Endpoints",
+        "## Endpoints",
+        "## Bulk loads and units",
+        "## Bulk loads and units",
+        "## Backtesting",
+        "## Backtesting",
+        "## Access control",
+    ]
 
 
 def test_every_example_runs_as_written_in_order(live, db_dsn):
@@ -65,5 +72,6 @@ def test_every_example_runs_as_written_in_order(live, db_dsn):
     with psycopg.connect(db_dsn) as conn:
         corrected = conn.execute(
             "SELECT value, annotation, changed_by, tags FROM overlapping WHERE series_id = 1 AND batch_id = 1 "
-            "AND valid_time = '2025-01-02T00:00:00Z' ORDER BY change_time").fetchall()
+            "AND valid_time = '2025-01-02T00:00:00Z' ORDER BY change_time"
+        ).fetchall()
     assert corrected == [(101.5, None, None, None), (150.0, "Corrected reading", "user@example.com", ["reviewed"])]

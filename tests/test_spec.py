@@ -26,8 +26,9 @@ def spec() -> dict[str, Any]:
 
 
 def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(path, method, op) for path, item in spec["paths"].items()
-            for method, op in item.items() if method in METHODS]
+    return [
+        (path, method, op) for path, item in spec["paths"].items() for method, op in item.items() if method in METHODS
+    ]
 
 
 def resolve(spec: dict[str, Any], node: Any) -> Any:
@@ -55,8 +56,12 @@ def test_the_served_spec_is_the_repository_one(client, spec):
     assert served["info"] == json.loads(json.dumps(spec["info"]))
 
     def operations(document: dict[str, Any]) -> dict[tuple[str, str], str]:
-        return {(path, method): op["operationId"] for path, item in document["paths"].items()
-                for method, op in item.items() if isinstance(op, dict) and "operationId" in op}
+        return {
+            (path, method): op["operationId"]
+            for path, item in document["paths"].items()
+            for method, op in item.items()
+            if isinstance(op, dict) and "operationId" in op
+        }
 
     # (Connexion serves some references resolved: compare what they cannot change)
     assert operations(served) == operations(spec)
@@ -97,8 +102,11 @@ def test_every_public_handler_is_an_operation(spec):
     routed = {(op["x-openapi-router-controller"], op["operationId"]) for _, _, op in operations(spec)}
     for name in CONTROLLERS:
         module = importlib.import_module(name)
-        public = {fname for fname, f in inspect.getmembers(module, inspect.isfunction)
-                  if f.__module__ == name and not fname.startswith("_")}
+        public = {
+            fname
+            for fname, f in inspect.getmembers(module, inspect.isfunction)
+            if f.__module__ == name and not fname.startswith("_")
+        }
         assert public, name
         unrouted = {f for f in public if (name, f) not in routed}
         assert not unrouted, f"public functions of {name} that no operation routes to: {sorted(unrouted)}"
@@ -115,8 +123,11 @@ def test_handler_signatures_accept_every_parameter(spec):
         if not has_kwargs:
             unknown = names - set(sig.parameters)
             assert not unknown, f"{method.upper()} {path}: handler ignores parameters {sorted(unknown)}"
-        required = {n for n, p in sig.parameters.items()
-                    if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        required = {
+            n
+            for n, p in sig.parameters.items()
+            if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        }
         spec_required = {p["name"] for p in params if p.get("required")}
         assert required <= spec_required, f"{method.upper()} {path}: handler requires {sorted(required)}"
 

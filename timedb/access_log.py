@@ -95,8 +95,9 @@ class RequestObserver:
         if ctx.rows is not None:
             fields["rows"] = ctx.rows
         fields["client"] = f"{client[0]}:{client[1]}" if client else None
-        access.info("%s %s %d", scope["method"], scope["path"], status,
-                    extra={"request_id": ctx.request_id, "access": fields})
+        access.info(
+            "%s %s %d", scope["method"], scope["path"], status, extra={"request_id": ctx.request_id, "access": fields}
+        )
 
 
 class JsonFormatter(logging.Formatter):
@@ -105,8 +106,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
-                "+00:00", "Z"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "msg": record.getMessage(),
         }

@@ -88,8 +88,11 @@ def make_lifespan(settings: Settings) -> Any:
             where = redact(settings.dsn)
             raise StartupError(f"timedb: cannot connect to the database at {where}: {exc.detail}") from None
         if not await anyio.to_thread.run_sync(in_transaction, pool, schema_present):
-            log.warning("The database at %s has no timedb tables: run `timedb create tables` "
-                        "(until then requests that need them answer 503).", redact(settings.dsn))
+            log.warning(
+                "The database at %s has no timedb tables: run `timedb create tables` "
+                "(until then requests that need them answer 503).",
+                redact(settings.dsn),
+            )
         metrics.refresh_pool(pool)  # (in multiprocess mode a scrape shows this worker's pool at once)
         tokens, listener = auth.start(pool, settings)
         try:
@@ -113,8 +116,11 @@ async def redoc_page(_request: Request) -> Response:
 
 
 async def redoc_bundle(_request: Request) -> Response:
-    return Response(_static("redoc.standalone.js"), media_type="application/javascript",
-                    headers={"Cache-Control": "public, max-age=86400"})
+    return Response(
+        _static("redoc.standalone.js"),
+        media_type="application/javascript",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -169,8 +175,10 @@ def create_app(settings: Settings) -> AsyncApp:
         security_map=auth.SECURITY_MAP,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/docs", spec_path="/openapi.json"),
         # outermost: request id, metrics and access log cover every answer (timedb.access_log)
-        middlewares=[partial(access_log.RequestObserver, access_log=settings.log_format == "json"),
-                     *spec_document.middlewares()],
+        middlewares=[
+            partial(access_log.RequestObserver, access_log=settings.log_format == "json"),
+            *spec_document.middlewares(),
+        ],
     )
     app.add_middleware(QuietStartupFailure, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(AllowHeader, position=MiddlewarePosition.BEFORE_EXCEPTION)
@@ -198,4 +206,3 @@ def render_counted_problem(request: ConnexionRequest, exc: Exception) -> Connexi
     if isinstance(exc, TimedbError) and exc.status >= 500:
         metrics.server_error(exc.type)
     return render_problem(request, exc)
-

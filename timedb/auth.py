@@ -47,16 +47,22 @@ MISS_LOOKUPS_PER_SECOND = 20
 # request asks the database: a listener whose connection died silently lets nothing through
 FRESH = 2.5 * store.HEARTBEAT
 
-PROTECTED = ("This server has no access tokens yet, so it answers only clients on its own machine "
-             "(loopback). Create a token on the server: `timedb tokens create NAME --scope read|write|admin`, "
-             "then send it as `Authorization: Bearer <token>`; or set TIMEDB_AUTH=none to serve every "
-             "client without tokens.")
-REBOUND = ("This server has no access tokens yet, so it answers only requests from its own machine that name it "
-           "as localhost, 127.0.0.1 or [::1] (the Host header); this one names another host (a page of another "
-           "site, or a proxy on this machine). Create a token with `timedb tokens create NAME --scope "
-           "read|write|admin` and send it as `Authorization: Bearer <token>`.")
-MISSING = ("This request needs an access token: send `Authorization: Bearer <token>` "
-           "(tokens are made with `timedb tokens create NAME --scope read|write|admin`).")
+PROTECTED = (
+    "This server has no access tokens yet, so it answers only clients on its own machine "
+    "(loopback). Create a token on the server: `timedb tokens create NAME --scope read|write|admin`, "
+    "then send it as `Authorization: Bearer <token>`; or set TIMEDB_AUTH=none to serve every "
+    "client without tokens."
+)
+REBOUND = (
+    "This server has no access tokens yet, so it answers only requests from its own machine that name it "
+    "as localhost, 127.0.0.1 or [::1] (the Host header); this one names another host (a page of another "
+    "site, or a proxy on this machine). Create a token with `timedb tokens create NAME --scope "
+    "read|write|admin` and send it as `Authorization: Bearer <token>`."
+)
+MISSING = (
+    "This request needs an access token: send `Authorization: Bearer <token>` "
+    "(tokens are made with `timedb tokens create NAME --scope read|write|admin`)."
+)
 INVALID = "The access token is not valid: unknown, revoked or expired."
 
 
@@ -147,8 +153,7 @@ def start(pool: Pool, settings: Settings) -> tuple[TokenCache, store.Listener | 
     cache = TokenCache(pool)
     if settings.auth == "none":
         return cache, None
-    listener = store.Listener(settings.dsn, changed=cache.reload, lost=cache.lost, flush=cache.flush,
-                              alive=cache.alive)
+    listener = store.Listener(settings.dsn, changed=cache.reload, lost=cache.lost, flush=cache.flush, alive=cache.alive)
     listener.start()
     return cache, listener
 
@@ -214,8 +219,9 @@ async def authorize(request: Any, needed: str) -> dict[str, Any]:
     if token is None:
         raise Unauthorized(INVALID)
     if RANK[token.scope] < RANK[needed]:
-        raise Forbidden(f"This operation needs a token with scope {needed}; the token {token.name!r} "
-                        f"has scope {token.scope}.")
+        raise Forbidden(
+            f"This operation needs a token with scope {needed}; the token {token.name!r} has scope {token.scope}."
+        )
     tenant.set_current(token.labels or None)
     caller.set_name(token.name)
     cache.touch(token)

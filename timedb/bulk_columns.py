@@ -37,8 +37,10 @@ SHOWN = 10
 # The spellings Arrow's ISO 8601 cast reads exactly as parse_timestamp does: 'T', seconds, at
 # most 6 fractional digits, 'Z' or +hh:mm, years 0002-9998 (an offset cannot leave the
 # datetime range). Anything else the spec's pattern allows goes through parse_timestamp.
-_DATE = (r"(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8]|0[1-9][0-9]{2}|00[1-9][0-9]|000[2-9])"
-         r"-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])")
+_DATE = (
+    r"(?:[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8]|0[1-9][0-9]{2}|00[1-9][0-9]|000[2-9])"
+    r"-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+)
 _TIME = r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
 FAST_ZONED = f"^{_DATE}{_TIME}(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
 FAST_NAIVE = f"^{_DATE}{_TIME}$"
@@ -83,6 +85,7 @@ def _listing(rows: Sequence[int]) -> str:
 
 
 # ----------------------------------------------------------------------------- timestamps
+
 
 def timestamps_from_text(text: pa.Array, field: str) -> pa.Array:
     """int64 UTC microseconds of timestamp strings (nulls stay null), as parse_timestamp
@@ -139,8 +142,10 @@ def _raise_timestamp(text: pa.Array, bad: pa.Array, field: str) -> None:
     s = text[row].as_py()
     where = f"rows[{row}].{field}"
     if _PATTERN.match(s) is None:
-        raise InvalidInput(f"{where}: {s[:100]!r} is not a timestamp (ISO 8601 / RFC 3339, e.g. "
-                           f"2025-01-01T00:00:00Z; without an offset it is UTC).")
+        raise InvalidInput(
+            f"{where}: {s[:100]!r} is not a timestamp (ISO 8601 / RFC 3339, e.g. "
+            f"2025-01-01T00:00:00Z; without an offset it is UTC)."
+        )
     parse_timestamp(s, where)  # raises the 422 that names the impossible date
     raise Unprocessable(f"{where}: {s[:100]!r} is not a valid timestamp.")
 
@@ -179,11 +184,11 @@ def _check_range(values: pa.Array, lo: int, hi: int, field: str) -> None:
     """422 for an instant outside the years 1-9999 (what a JSON timestamp can name)."""
     out = pc.or_(pc.less(values, lo), pc.greater(values, hi))
     if pc.any(out).as_py():
-        raise Unprocessable(f"rows[{rows_named(out)[0]}].{field}: the instant is outside the "
-                            "years 1-9999 (UTC).")
+        raise Unprocessable(f"rows[{rows_named(out)[0]}].{field}: the instant is outside the years 1-9999 (UTC).")
 
 
 # ----------------------------------------------------------------------------- other columns
+
 
 def _is_text(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
@@ -226,8 +231,9 @@ def check_finite(values: pa.Array) -> None:
     bad = pc.invert(pc.is_finite(values))
     if pc.any(bad).as_py():
         rows = rows_named(bad)
-        raise Unprocessable(f"Numbers must be finite: NaN, Infinity and out-of-range numbers are not allowed "
-                            f"(rows {_listing(rows)}).")
+        raise Unprocessable(
+            f"Numbers must be finite: NaN, Infinity and out-of-range numbers are not allowed (rows {_listing(rows)})."
+        )
 
 
 def series_id_column(arr: pa.Array) -> pa.Array:
@@ -275,27 +281,36 @@ def require(arr: pa.Array | None, field: str) -> pa.Array:
 
 # ----------------------------------------------------------------------------- series keys
 
+
 def _codes(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(int64 codes with null as -1, distinct values) of a column."""
     coded = arr.dictionary_encode()
     return pc.fill_null(coded.indices.cast(pa.int64()), -1), coded.dictionary
 
 
-def series_keys(n: int, series_id: pa.Array | None, name: pa.Array | None,
-                labels: dict[str, pa.Array] | None = None, labels_json: pa.Array | None = None,
-                ) -> tuple[list[SeriesKey], pa.Array]:
+def series_keys(
+    n: int,
+    series_id: pa.Array | None,
+    name: pa.Array | None,
+    labels: dict[str, pa.Array] | None = None,
+    labels_json: pa.Array | None = None,
+) -> tuple[list[SeriesKey], pa.Array]:
     """The series of each row: its id when given, else its name and labels. Returns the
     distinct keys (first appearance order) and each row's index into them."""
     if series_id is None and name is None:
-        raise InvalidInput("The rows need a series_id or a name column (with label.<key> columns or a "
-                           "labels column) to say which series each row is for.", body="/rows")
+        raise InvalidInput(
+            "The rows need a series_id or a name column (with label.<key> columns or a "
+            "labels column) to say which series each row is for.",
+            body="/rows",
+        )
     ids = series_id if series_id is not None else pa.nulls(n, pa.int64())
     has_id = pc.is_valid(ids)
     no_id = pc.invert(has_id)
     missing = no_id if name is None else pc.and_(no_id, pc.is_null(name))
     if pc.any(missing).as_py():
-        raise InvalidInput(f"rows[{rows_named(missing)[0]}]: give series_id, or name (and labels), "
-                           "to say which series the row is for.")
+        raise InvalidInput(
+            f"rows[{rows_named(missing)[0]}]: give series_id, or name (and labels), to say which series the row is for."
+        )
     named = no_id
     id_coded = ids.dictionary_encode()
     keys: list[SeriesKey] = list(id_coded.dictionary.to_pylist())
@@ -306,10 +321,12 @@ def series_keys(n: int, series_id: pa.Array | None, name: pa.Array | None,
     return keys + named_keys, code.cast(pa.int32())
 
 
-def _named_keys(named: pa.Array, name: pa.Array, labels: dict[str, pa.Array],
-                labels_json: pa.Array | None) -> tuple[list[SeriesKey], pa.Array]:
+def _named_keys(
+    named: pa.Array, name: pa.Array, labels: dict[str, pa.Array], labels_json: pa.Array | None
+) -> tuple[list[SeriesKey], pa.Array]:
     """Keys of the rows that name their series: each distinct (name, labels) once; codes
     (null for the other rows) index them."""
+
     def only_named(arr: pa.Array) -> pa.Array:
         return pc.if_else(named, arr, pa.scalar(None, arr.type))
 
@@ -351,12 +368,14 @@ def _parse_labels(text: str | None) -> tuple[tuple[str, str], ...]:
     except orjson.JSONDecodeError:
         labels = None
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-        raise InvalidInput(f"labels must be a JSON object of strings (e.g. {{\"site\":\"Gotland\"}}), not "
-                           f"{text[:100]!r}.", body="/rows")
+        raise InvalidInput(
+            f'labels must be a JSON object of strings (e.g. {{"site":"Gotland"}}), not {text[:100]!r}.', body="/rows"
+        )
     long = [k for k, v in labels.items() if len(v) > MAX_TEXT]
     if long:
-        raise InvalidInput(f"labels: the value of {long[0][:100]!r} is longer than {MAX_TEXT} characters.",
-                           body="/rows")
+        raise InvalidInput(
+            f"labels: the value of {long[0][:100]!r} is longer than {MAX_TEXT} characters.", body="/rows"
+        )
     return tuple(sorted(labels.items()))
 
 
@@ -365,10 +384,17 @@ def _parse_labels(text: str | None) -> tuple[tuple[str, str], ...]:
 Reader = Callable[[pa.Array, str], pa.Array]
 
 
-def assemble(n: int, columns: dict[str, Any], *, timestamps: Reader = timestamps_from_arrow,
-             labels: dict[str, pa.Array] | None = None, labels_json: pa.Array | None = None) -> RowColumns:
+def assemble(
+    n: int,
+    columns: dict[str, Any],
+    *,
+    timestamps: Reader = timestamps_from_arrow,
+    labels: dict[str, pa.Array] | None = None,
+    labels_json: pa.Array | None = None,
+) -> RowColumns:
     """RowColumns of checked Arrow columns by name (series_id, name, valid_time, valid_time_end,
     value, known_time); absent columns are all null."""
+
     def col(field: str) -> pa.Array | None:
         arr = columns.get(field)
         if isinstance(arr, pa.ChunkedArray):
@@ -407,11 +433,13 @@ def from_rows(rows: Sequence[tuple[Any, datetime, datetime | None, float | None,
     index: dict[SeriesKey, int] = {}
     codes = [index.setdefault(r[0], len(index)) for r in rows]
     return RowColumns(
-        keys=list(index), key=pa.array(codes, pa.int32()),
+        keys=list(index),
+        key=pa.array(codes, pa.int32()),
         valid_time=pa.array([micros(r[1]) for r in rows], pa.int64()),
         valid_time_end=pa.array([None if r[2] is None else micros(r[2]) for r in rows], pa.int64()),
         value=pa.array([r[3] for r in rows], pa.float64()),
-        known_time=pa.array([None if r[4] is None else micros(r[4]) for r in rows], pa.int64()))
+        known_time=pa.array([None if r[4] is None else micros(r[4]) for r in rows], pa.int64()),
+    )
 
 
 def concat(parts: list[RowColumns]) -> RowColumns:
@@ -424,8 +452,10 @@ def concat(parts: list[RowColumns]) -> RowColumns:
         remap = pa.array([index.setdefault(k, len(index)) for k in part.keys], pa.int32())
         keys_out.append(pc.take(remap, part.key))
     return RowColumns(
-        keys=list(index), key=pa.concat_arrays(keys_out),
+        keys=list(index),
+        key=pa.concat_arrays(keys_out),
         valid_time=pa.concat_arrays([p.valid_time for p in parts]),
         valid_time_end=pa.concat_arrays([p.valid_time_end for p in parts]),
         value=pa.concat_arrays([p.value for p in parts]),
-        known_time=pa.concat_arrays([p.known_time for p in parts]))
+        known_time=pa.concat_arrays([p.known_time for p in parts]),
+    )

@@ -70,17 +70,22 @@ def read(body: RawBody) -> bc.RowColumns:
 
 # ----------------------------------------------------------------------------- columns by name
 
+
 def _check_names(names: list[str]) -> None:
     """400 naming unknown or repeated columns."""
     unknown = [n for n in names if n not in FIELDS and not n.startswith(LABEL_PREFIX)]
     if unknown:
-        shown = ", ".join(repr(n[:100]) for n in unknown[:bc.SHOWN])
-        raise InvalidInput(f"Unknown columns: {shown} (columns: series_id or name, labels or label.<key>, "
-                           "valid_time, valid_time_end, value, known_time).", body="/rows")
+        shown = ", ".join(repr(n[:100]) for n in unknown[: bc.SHOWN])
+        raise InvalidInput(
+            f"Unknown columns: {shown} (columns: series_id or name, labels or label.<key>, "
+            "valid_time, valid_time_end, value, known_time).",
+            body="/rows",
+        )
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise InvalidInput(f"Columns given more than once: {', '.join(repr(n[:100]) for n in repeated[:bc.SHOWN])}.",
-                           body="/rows")
+        raise InvalidInput(
+            f"Columns given more than once: {', '.join(repr(n[:100]) for n in repeated[: bc.SHOWN])}.", body="/rows"
+        )
     if "labels" in names and any(n.startswith(LABEL_PREFIX) for n in names):
         raise InvalidInput("Give labels either as label.<key> columns or as one labels column, not both.", body="/rows")
 
@@ -94,7 +99,7 @@ def _assemble(table: pa.Table, *, text_only: bool) -> bc.RowColumns:
             columns["series_id"] = _cast_text(columns["series_id"], pa.int64(), "series_id", "an integer")
         if "value" in columns and _is_text(columns["value"].type):
             columns["value"] = _cast_text(columns["value"], pa.float64(), "value", "a number")
-    labels = {n[len(LABEL_PREFIX):]: c for n, c in columns.items() if n.startswith(LABEL_PREFIX)}
+    labels = {n[len(LABEL_PREFIX) :]: c for n, c in columns.items() if n.startswith(LABEL_PREFIX)}
     labels_json = columns.get("labels")
     if labels_json is not None and pa.types.is_struct(labels_json.type):
         labels = _struct_labels(labels_json)
@@ -139,6 +144,7 @@ def _cast_text(col: pa.Array, to: pa.DataType, field: str, what: str) -> pa.Arra
 
 # ----------------------------------------------------------------------------- CSV
 
+
 def read_csv(data: bytes | bytearray) -> bc.RowColumns:
     """A CSV body: a header row, then one row per line; an empty field is null."""
     view = memoryview(data)
@@ -159,21 +165,33 @@ def read_csv(data: bytes | bytearray) -> bc.RowColumns:
 
 # numbers are converted while the CSV is read (in parallel); timestamps come as distinct strings
 _TEXT_DICT = pa.dictionary(pa.int32(), pa.string())
-_CSV_TYPES = {"series_id": pa.int64(), "value": pa.float64(), "valid_time": _TEXT_DICT,
-              "valid_time_end": _TEXT_DICT, "known_time": _TEXT_DICT}
+_CSV_TYPES = {
+    "series_id": pa.int64(),
+    "value": pa.float64(),
+    "valid_time": _TEXT_DICT,
+    "valid_time_end": _TEXT_DICT,
+    "known_time": _TEXT_DICT,
+}
 
 
 def _read_csv(data: memoryview, types: dict[str, pa.DataType]) -> pa.Table:
     return pa_csv.read_csv(
-        pa.py_buffer(data), read_options=pa_csv.ReadOptions(use_threads=True, block_size=1 << 22),
-        convert_options=pa_csv.ConvertOptions(column_types=types, strings_can_be_null=True,
-                                              quoted_strings_can_be_null=True, null_values=[""], check_utf8=True))
+        pa.py_buffer(data),
+        read_options=pa_csv.ReadOptions(use_threads=True, block_size=1 << 22),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=types,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            null_values=[""],
+            check_utf8=True,
+        ),
+    )
 
 
 def _header(data: memoryview) -> list[str]:
     """The column names of a CSV's first line."""
-    end = bytes(data[:1 << 16]).find(b"\n")
-    first = bytes(data[:end if end >= 0 else 1 << 16])
+    end = bytes(data[: 1 << 16]).find(b"\n")
+    first = bytes(data[: end if end >= 0 else 1 << 16])
     try:
         return next(csv.reader([first.decode("utf-8").rstrip("\r")]), [])
     except (UnicodeDecodeError, csv.Error):
@@ -187,8 +205,16 @@ def _arrow_message(exc: Exception) -> str:
 
 # ----------------------------------------------------------------------------- NDJSON
 
-_SCHEMA = pa.schema([("series_id", pa.int64()), ("name", pa.string()), ("valid_time", pa.string()),
-                     ("valid_time_end", pa.string()), ("value", pa.float64()), ("known_time", pa.string())])
+_SCHEMA = pa.schema(
+    [
+        ("series_id", pa.int64()),
+        ("name", pa.string()),
+        ("valid_time", pa.string()),
+        ("valid_time_end", pa.string()),
+        ("value", pa.float64()),
+        ("known_time", pa.string()),
+    ]
+)
 # two JSON values on one line (a cut in a string is a false alarm: the exact path decides)
 _SAME_LINE = re.compile(rb"\}[ \t\r]*\{")
 # a line that does not start with an object (blank, indented, `null`, ...)
@@ -211,9 +237,11 @@ def _ndjson_fast(data: bytes | bytearray) -> bc.RowColumns | None:
     if not data.startswith(b"{") or _LINE_NOT_AN_OBJECT.search(data) is not None:
         return None
     try:
-        table = pa_json.read_json(pa.py_buffer(data), read_options=pa_json.ReadOptions(block_size=1 << 22),
-                                  parse_options=pa_json.ParseOptions(explicit_schema=_SCHEMA,
-                                                                     unexpected_field_behavior="infer"))
+        table = pa_json.read_json(
+            pa.py_buffer(data),
+            read_options=pa_json.ReadOptions(block_size=1 << 22),
+            parse_options=pa_json.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="infer"),
+        )
         table.validate(full=True)  # UTF-8 of every string
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
@@ -223,13 +251,21 @@ def _ndjson_fast(data: bytes | bytearray) -> bc.RowColumns | None:
         return None
     if "labels" in table.column_names:
         labels_type = table.schema.field("labels").type
-        if not (pa.types.is_null(labels_type) or (pa.types.is_struct(labels_type) and all(
-                pa.types.is_string(labels_type.field(i).type) for i in range(labels_type.num_fields)))):
+        if not (
+            pa.types.is_null(labels_type)
+            or (
+                pa.types.is_struct(labels_type)
+                and all(pa.types.is_string(labels_type.field(i).type) for i in range(labels_type.num_fields))
+            )
+        ):
             return None
     try:
         columns = {n: _one_chunk(table[n]) for n in table.column_names}
-        labels = (_struct_labels(columns.pop("labels")) if "labels" in columns
-                  and pa.types.is_struct(columns["labels"].type) else {})
+        labels = (
+            _struct_labels(columns.pop("labels"))
+            if "labels" in columns and pa.types.is_struct(columns["labels"].type)
+            else {}
+        )
         columns.pop("labels", None)
         return bc.assemble(table.num_rows, columns, timestamps=bc.timestamps_from_text, labels=labels)
     except TimedbError:
@@ -247,10 +283,12 @@ def _ndjson_exact(data: bytes | bytearray) -> bc.RowColumns:
             _LINE_ITEMS.decode(line)
         except msgspec.DecodeError:
             if non_finite(line):
-                raise Unprocessable("Numbers must be finite: NaN, Infinity and out-of-range numbers are "
-                                    "not allowed.") from None
-            raise InvalidInput(f"rows[{number}]: the line is not one JSON object (NDJSON holds one row "
-                               "object per line).") from None
+                raise Unprocessable(
+                    "Numbers must be finite: NaN, Infinity and out-of-range numbers are not allowed."
+                ) from None
+            raise InvalidInput(
+                f"rows[{number}]: the line is not one JSON object (NDJSON holds one row object per line)."
+            ) from None
     rows = json_rows(memoryview(b"[" + b",".join(lines) + b"]"))
     try:
         rows.validate()
@@ -260,6 +298,7 @@ def _ndjson_exact(data: bytes | bytearray) -> bc.RowColumns:
 
 
 # ----------------------------------------------------------------------------- Arrow
+
 
 def read_arrow(data: bytes | bytearray) -> bc.RowColumns:
     """An Arrow IPC stream: one record batch or many, the columns of the spec's BulkRow."""
@@ -274,6 +313,7 @@ def read_arrow(data: bytes | bytearray) -> bc.RowColumns:
 
 # ----------------------------------------------------------------------------- metadata
 
+
 def metadata(query: dict[str, Any]) -> dict[str, Any]:
     """The load's metadata from query parameters (batch_params: a JSON object as text)."""
     out = {k: v for k, v in query.items() if v is not None}
@@ -284,7 +324,7 @@ def metadata(query: dict[str, Any]) -> dict[str, Any]:
 
 def parse_batch_params(text: str) -> dict[str, Any] | None:
     """The batch_params query parameter: a JSON object (or null) as text."""
-    message = "batch_params must be a JSON object as text (e.g. '{\"model\":\"ecmwf\"}')."
+    message = 'batch_params must be a JSON object as text (e.g. \'{"model":"ecmwf"}\').'
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:

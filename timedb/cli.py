@@ -7,7 +7,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -48,10 +48,20 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to bind to.")
 @click.option("--reload", is_flag=True, help="Restart on code changes (development).")
 @click.option("--embedded", is_flag=True, help="Run a built-in PostgreSQL (needs timedb[embedded]).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Data directory of the built-in PostgreSQL (with --embedded).")
-@click.option("--timeout-graceful-shutdown", "graceful", default=GRACEFUL_SHUTDOWN, show_default=True,
-              type=click.IntRange(1), help="Seconds in-flight requests get to finish after SIGTERM or Ctrl+C.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory of the built-in PostgreSQL (with --embedded).",
+)
+@click.option(
+    "--timeout-graceful-shutdown",
+    "graceful",
+    default=GRACEFUL_SHUTDOWN,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Seconds in-flight requests get to finish after SIGTERM or Ctrl+C.",
+)
 def api(host: str, port: int, reload: bool, embedded: bool, data_dir: Path | None, graceful: int) -> None:
     """Start the API server."""
     import uvicorn
@@ -150,7 +160,7 @@ def _check_database(dsn: str) -> None:
         click.echo("Warning: the timedb tables do not exist yet; run `timedb create tables`.", err=True)
 
 
-def _serve(uvicorn: object, host: str, port: int, reload: bool, graceful: int) -> None:
+def _serve(uvicorn: Any, host: str, port: int, reload: bool, graceful: int) -> None:
     from timedb.server import HttpProtocol
 
     shown = f"[{host}]" if ":" in host else host
@@ -158,8 +168,14 @@ def _serve(uvicorn: object, host: str, port: int, reload: bool, graceful: int) -
     click.echo(f"  API:     http://{shown}:{port}/")
     click.echo(f"  Swagger: http://{shown}:{port}/docs")
     click.echo(f"  ReDoc:   http://{shown}:{port}/redoc")
-    uvicorn.run("timedb.api:app", host=host, port=port, reload=reload,  # type: ignore[attr-defined]
-                http=HttpProtocol, timeout_graceful_shutdown=graceful)
+    uvicorn.run(
+        "timedb.api:app",
+        host=host,
+        port=port,
+        reload=reload,
+        http=HttpProtocol,
+        timeout_graceful_shutdown=graceful,
+    )
 
 
 @main.group()
@@ -181,8 +197,16 @@ def delete() -> None:
 @click.option("--retention-long", default="5 years", show_default=True, help="Retention of the long tier.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Print the DDL and exit without touching the database.")
-def create_tables_cmd(dsn: str | None, schema: str | None, retention: str | None, retention_short: str,
-                      retention_medium: str, retention_long: str, yes: bool, dry_run: bool) -> None:
+def create_tables_cmd(
+    dsn: str | None,
+    schema: str | None,
+    retention: str | None,
+    retention_short: str,
+    retention_medium: str,
+    retention_long: str,
+    yes: bool,
+    dry_run: bool,
+) -> None:
     """Create (or update) the timedb tables. Idempotent."""
     from timedb.db import schema as ddl
 
@@ -244,6 +268,7 @@ def _run(action: object) -> None:
 
 # ----------------------------------------------------------------------------- tokens
 
+
 @main.group()
 def tokens() -> None:
     """Access tokens: create, list, revoke."""
@@ -254,10 +279,18 @@ DSN_OPTION = click.option("--dsn", "-d", help="Connection string (default: TIMED
 
 @tokens.command("create")
 @click.argument("name")
-@click.option("--scope", required=True, type=click.Choice(["read", "write", "admin"]),
-              help="read: GET and POST /values/query; write: also writes and corrections; admin: everything.")
-@click.option("--labels", "labels_json", metavar="JSON",
-              help='Bind the token to the series whose labels contain this object, e.g. \'{"tenant": "acme"}\'.')
+@click.option(
+    "--scope",
+    required=True,
+    type=click.Choice(["read", "write", "admin"]),
+    help="read: GET and POST /values/query; write: also writes and corrections; admin: everything.",
+)
+@click.option(
+    "--labels",
+    "labels_json",
+    metavar="JSON",
+    help='Bind the token to the series whose labels contain this object, e.g. \'{"tenant": "acme"}\'.',
+)
 @click.option("--expires", metavar="DURATION|DATE", help="Lifetime (90d, 12h, 30min, 2w, 1y) or an ISO date/time.")
 @DSN_OPTION
 def tokens_create(name: str, scope: str, labels_json: str | None, expires: str | None, dsn: str | None) -> None:

@@ -30,14 +30,21 @@ def parse_duration(text: str, param: str) -> Duration:
     """A non-negative ISO 8601 duration; anything else is a 400 naming the parameter."""
     match = _DURATION.match(text.strip().upper()) if isinstance(text, str) else None
     if match is None:
-        raise InvalidInput(f"{param}: {text!r} is not an ISO 8601 duration such as PT6H, P1D or P2DT12H "
-                           "(negative durations are not allowed).", query=param)
+        raise InvalidInput(
+            f"{param}: {text!r} is not an ISO 8601 duration such as PT6H, P1D or P2DT12H "
+            "(negative durations are not allowed).",
+            query=param,
+        )
     parts = {k: v for k, v in match.groupdict().items() if v is not None}
     months = int(parts.get("years", 0)) * 12 + int(parts.get("months", 0))
     try:
-        span = timedelta(weeks=int(parts.get("weeks", 0)), days=int(parts.get("days", 0)),
-                         hours=int(parts.get("hours", 0)), minutes=int(parts.get("minutes", 0)),
-                         seconds=float(parts.get("seconds", 0)))
+        span = timedelta(
+            weeks=int(parts.get("weeks", 0)),
+            days=int(parts.get("days", 0)),
+            hours=int(parts.get("hours", 0)),
+            minutes=int(parts.get("minutes", 0)),
+            seconds=float(parts.get("seconds", 0)),
+        )
     except OverflowError:
         raise InvalidInput(f"{param}: {text!r} is too long.", query=param) from None
     return Duration(months, span)
@@ -47,6 +54,7 @@ def parse_span(text: str, param: str) -> timedelta:
     """An exact duration (no years or months: their length varies)."""
     duration = parse_duration(text, param)
     if duration.calendar:
-        raise InvalidInput(f"{param}: {text!r} uses years or months, whose length varies; use days (P30D).",
-                           query=param)
+        raise InvalidInput(
+            f"{param}: {text!r} uses years or months, whose length varies; use days (P30D).", query=param
+        )
     return duration.span

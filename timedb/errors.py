@@ -38,8 +38,16 @@ class InvalidInput(TimedbError):
     title = "Bad Request"
     type = "/problems/invalid-input"
 
-    def __init__(self, detail: str | None = None, *, query: str | None = None, path: str | None = None,
-                 header: str | None = None, body: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        query: str | None = None,
+        path: str | None = None,
+        header: str | None = None,
+        body: str | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail, **extra)
         if "errors" not in self.extra:
             if (query, path, header, body) == (None, None, None, None):
@@ -234,12 +242,20 @@ class IdempotencyKeyReused(Unprocessable):
 
 def items_detail(errors: list[dict[str, Any]], total: int, what: str) -> str:
     """The detail of a problem about items of a request: how many, and the first one."""
-    return (f"{what}: {len(errors)} of {total}; nothing was created (each one is listed in "
-            f"errors). The first: {errors[0]['message']}")
+    return (
+        f"{what}: {len(errors)} of {total}; nothing was created (each one is listed in "
+        f"errors). The first: {errors[0]['message']}"
+    )
 
 
-def error_entry(message: str, *, query: str | None = None, path: str | None = None,
-                header: str | None = None, body: str | None = None) -> dict[str, Any]:
+def error_entry(
+    message: str,
+    *,
+    query: str | None = None,
+    path: str | None = None,
+    header: str | None = None,
+    body: str | None = None,
+) -> dict[str, Any]:
     """One `errors` entry of a problem: where (a parameter's name or a JSON pointer) and what."""
     if body is not None:
         return {"in": "body", "pointer": body, "message": message.removesuffix(f" (at {body})")}

@@ -33,8 +33,10 @@ class BodyLimits:
         headers = Headers(scope=scope)
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
-            raise PayloadTooLarge(f"The request body ({length} bytes) exceeds the server's limit of "
-                                  f"{self.max_bytes} bytes (TIMEDB_MAX_BODY_BYTES).")
+            raise PayloadTooLarge(
+                f"The request body ({length} bytes) exceeds the server's limit of "
+                f"{self.max_bytes} bytes (TIMEDB_MAX_BODY_BYTES)."
+            )
         if length.isdigit() and int(length) <= LARGE_BODY_BYTES:
             await self.app(scope, receive, send)
             return

@@ -30,27 +30,46 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-REQUESTS = Counter("timedb_requests", "Requests answered, by operation and status.",
-                   ["operation", "status"], registry=REGISTRY)
-DURATION = Histogram("timedb_request_duration_seconds",
-                     "Time from the request's arrival to the end of its response (streamed bodies included).",
-                     ["operation"], registry=REGISTRY,
-                     buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0))
-ROWS_WRITTEN = Counter("timedb_rows_written",
-                       "Rows of values stored by writes (POST /values, POST /values/bulk, PUT /values).",
-                       registry=REGISTRY)
-ROWS_READ = Counter("timedb_rows_read", "Rows of values sent by reads (GET /values, POST /values/query).",
-                    registry=REGISTRY)
-DATABASE_ERRORS = Counter("timedb_database_errors",
-                          "Requests that failed on the server side (5xx problems), by problem type.",
-                          ["type"], registry=REGISTRY)
+REQUESTS = Counter(
+    "timedb_requests", "Requests answered, by operation and status.", ["operation", "status"], registry=REGISTRY
+)
+DURATION = Histogram(
+    "timedb_request_duration_seconds",
+    "Time from the request's arrival to the end of its response (streamed bodies included).",
+    ["operation"],
+    registry=REGISTRY,
+    buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0),
+)
+ROWS_WRITTEN = Counter(
+    "timedb_rows_written",
+    "Rows of values stored by writes (POST /values, POST /values/bulk, PUT /values).",
+    registry=REGISTRY,
+)
+ROWS_READ = Counter(
+    "timedb_rows_read", "Rows of values sent by reads (GET /values, POST /values/query).", registry=REGISTRY
+)
+DATABASE_ERRORS = Counter(
+    "timedb_database_errors",
+    "Requests that failed on the server side (5xx problems), by problem type.",
+    ["type"],
+    registry=REGISTRY,
+)
 # per worker, summed over the living workers (a dead worker's numbers are dropped)
-POOL_SIZE = Gauge("timedb_pool_size", "Database connections held by the pools (in use or idle).",
-                  registry=REGISTRY, multiprocess_mode="livesum")
-POOL_AVAILABLE = Gauge("timedb_pool_available", "Idle database connections in the pools.",
-                       registry=REGISTRY, multiprocess_mode="livesum")
-POOL_WAITING = Gauge("timedb_pool_requests_waiting", "Requests waiting for a database connection.",
-                     registry=REGISTRY, multiprocess_mode="livesum")
+POOL_SIZE = Gauge(
+    "timedb_pool_size",
+    "Database connections held by the pools (in use or idle).",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+POOL_AVAILABLE = Gauge(
+    "timedb_pool_available", "Idle database connections in the pools.", registry=REGISTRY, multiprocess_mode="livesum"
+)
+POOL_WAITING = Gauge(
+    "timedb_pool_requests_waiting",
+    "Requests waiting for a database connection.",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
 
 # the children of the labelled metrics, by label values: `labels()` costs more than the update
 _requests: dict[tuple[str, int], Callable[[], None]] = {}

@@ -133,7 +133,7 @@ class _SplitItems:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 raise SchemaViolation("rows must be an array of objects.", body="/rows") from None
         for i in range(0, len(self.items), RAW_SLICE_ITEMS):
-            yield b"[" + b",".join(self.items[i:i + RAW_SLICE_ITEMS]) + b"]"
+            yield b"[" + b",".join(self.items[i : i + RAW_SLICE_ITEMS]) + b"]"
 
 
 def _utc(dt: datetime) -> datetime:
@@ -152,10 +152,16 @@ class Sliced(Generic[T]):
     the same from a text struct, parse(text, field) parsing its timestamps.
     """
 
-    def __init__(self, raw: memoryview, name: str, split: Callable[[memoryview], Iterator[bytes]],
-                 fast: msgspec.json.Decoder[Any], text: msgspec.json.Decoder[Any],
-                 convert: Callable[[Any, int], T],
-                 convert_text: Callable[[Any, int, Callable[[str, str], datetime]], T]) -> None:
+    def __init__(
+        self,
+        raw: memoryview,
+        name: str,
+        split: Callable[[memoryview], Iterator[bytes]],
+        fast: msgspec.json.Decoder[Any],
+        text: msgspec.json.Decoder[Any],
+        convert: Callable[[Any, int], T],
+        convert_text: Callable[[Any, int, Callable[[str, str], datetime]], T],
+    ) -> None:
         self.raw = raw
         self.name = name
         self.split = split
@@ -165,9 +171,11 @@ class Sliced(Generic[T]):
 
     def _problem(self, exc: msgspec.ValidationError, offset: int) -> Exception:
         """msgspec's message with its `$[i].field` path as the body's JSON pointer."""
+
         def repl(m: re.Match[str]) -> str:
             rest = m.group(2).replace(".", "/").replace("[", "/").replace("]", "")
             return f" (at /{self.name}/{int(m.group(1)) + offset}{rest})"
+
         message = _AT.sub(repl, str(exc))
         if message.startswith("Number out of range"):
             return Unprocessable("Numbers must be finite: NaN, Infinity and out-of-range numbers are not allowed.")
@@ -184,8 +192,9 @@ class Sliced(Generic[T]):
         except msgspec.ValidationError as exc:
             raise self._problem(exc, offset) from None
         except msgspec.DecodeError:
-            raise SchemaViolation(f"The request body is not valid JSON (in {self.name}).",
-                                  body=f"/{self.name}") from None
+            raise SchemaViolation(
+                f"The request body is not valid JSON (in {self.name}).", body=f"/{self.name}"
+            ) from None
         return [self.convert_text(item, offset + i, parse_timestamp) for i, item in enumerate(items)]
 
     def chunks(self) -> Iterator[list[T]]:
@@ -237,16 +246,20 @@ def series_key(series_id: int | None, name: str | None, labels: dict[str, str] |
 
 def _row(r: FastBulkRow, i: int) -> Row:
     vt = _utc(r.valid_time)
-    return (series_key(r.series_id, r.name, r.labels, f"rows[{i}]"), vt,
-            _interval(vt, _utc_or_none(r.valid_time_end), f"rows[{i}]"), r.value, _utc_or_none(r.known_time))
+    return (
+        series_key(r.series_id, r.name, r.labels, f"rows[{i}]"),
+        vt,
+        _interval(vt, _utc_or_none(r.valid_time_end), f"rows[{i}]"),
+        r.value,
+        _utc_or_none(r.known_time),
+    )
 
 
 def _text_row(r: TextBulkRow, i: int, parse: Callable[[str, str], datetime]) -> Row:
     vt = parse(r.valid_time, f"rows[{i}].valid_time")
     vte = None if r.valid_time_end is None else parse(r.valid_time_end, f"rows[{i}].valid_time_end")
     kt = None if r.known_time is None else parse(r.known_time, f"rows[{i}].known_time")
-    return (series_key(r.series_id, r.name, r.labels, f"rows[{i}]"), vt, _interval(vt, vte, f"rows[{i}]"),
-            r.value, kt)
+    return (series_key(r.series_id, r.name, r.labels, f"rows[{i}]"), vt, _interval(vt, vte, f"rows[{i}]"), r.value, kt)
 
 
 _FAST_POINTS = msgspec.json.Decoder(list[FastPoint])
@@ -303,12 +316,18 @@ def _row_columns(items: list[LooseBulkRow]) -> bc.RowColumns:
     """Columns of decoded rows; raises on the first problem (the caller decodes again to name it)."""
     vt = bc.timestamps_from_text(_text([r.valid_time for r in items]), "valid_time")
     ends = [r.valid_time_end for r in items]
-    vte = (pa.nulls(len(items), pa.int64()) if ends.count(None) == len(ends)
-           else bc.timestamps_from_text(_text(ends), "valid_time_end"))
+    vte = (
+        pa.nulls(len(items), pa.int64())
+        if ends.count(None) == len(ends)
+        else bc.timestamps_from_text(_text(ends), "valid_time_end")
+    )
     bc.check_interval(vt, vte)
     known = [r.known_time for r in items]
-    kt = (pa.nulls(len(items), pa.int64()) if known.count(None) == len(known)
-          else bc.timestamps_from_text(_text(known), "known_time"))
+    kt = (
+        pa.nulls(len(items), pa.int64())
+        if known.count(None) == len(known)
+        else bc.timestamps_from_text(_text(known), "known_time")
+    )
     value = pa.array([r.value for r in items], pa.float64())
     ids = [r.series_id for r in items]
     if None not in ids:

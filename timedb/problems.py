@@ -30,8 +30,12 @@ def render_problem(_request: ConnexionRequest, exc: Exception) -> ConnexionRespo
     if exc.status >= 500:
         # the cause (driver error) goes to the log only, never to the client
         cause = exc.__cause__
-        log.error("%s: %s%s", type(exc).__name__, exc.detail,
-                  f" (cause: {type(cause).__name__}: {str(cause).strip()[:500]})" if cause else "")
+        log.error(
+            "%s: %s%s",
+            type(exc).__name__,
+            exc.detail,
+            f" (cause: {type(cause).__name__}: {str(cause).strip()[:500]})" if cause else "",
+        )
     return problem(
         status=exc.status,
         title=exc.title,
@@ -77,9 +81,16 @@ def render_connexion_problem(_request: ConnexionRequest, exc: Exception) -> Conn
         status, detail, headers = exc.status_code, exc.detail, exc.headers
     if status >= 500:  # (a response that broke the spec, ...): logged, never described to the client
         log.error("%s: %s", type(exc).__name__, detail)
-        return render_unexpected(_request, exc) if status == 500 else problem(
-            status=status, title=getattr(exc, "title", "") or "Error", detail="The server could not answer.",
-            type=f"/problems/http-{status}")
+        return (
+            render_unexpected(_request, exc)
+            if status == 500
+            else problem(
+                status=status,
+                title=getattr(exc, "title", "") or "Error",
+                detail="The server could not answer.",
+                type=f"/problems/http-{status}",
+            )
+        )
     type_, title = _TYPES.get(status, (f"/problems/http-{status}", getattr(exc, "title", "") or "Error"))
     detail = _DETAILS.get(status, detail or title)
     # (our validators raise timedb errors; what Connexion itself refuses is the body: a form

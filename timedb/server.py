@@ -26,8 +26,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from timedb.errors import ConfigError
 from timedb.settings import Settings, environment, read_duration
 
-REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                   b"content-length: 16\r\nconnection: close\r\n\r\nRequest Timeout\n")
+REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 16\r\nconnection: close\r\n\r\nRequest Timeout\n"
+)
 
 
 WRITE_STALL_GRACE = 1.0
@@ -87,8 +89,9 @@ class ClientTimeouts:
 
     def _write_stalled(self) -> None:
         self._write_timer = None
-        self.logger.info("%s - client read nothing for %gs; connection reset", self.client,
-                         self.timeout + WRITE_STALL_GRACE)
+        self.logger.info(
+            "%s - client read nothing for %gs; connection reset", self.client, self.timeout + WRITE_STALL_GRACE
+        )
         sock = self.transport.get_extra_info("socket")
         if sock is not None:  # reset, instead of an orphaned socket holding the unsent data
             try:

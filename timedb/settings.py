@@ -134,8 +134,7 @@ class Settings:
             max_body_bytes=_int(env, "TIMEDB_MAX_BODY_BYTES", d.max_body_bytes),
             max_large_bodies=_int(env, "TIMEDB_MAX_LARGE_BODIES", d.max_large_bodies),
             prepare_threshold=_threshold(env.get("TIMEDB_PREPARE_THRESHOLD", "")),
-            validate_responses=env.get("TIMEDB_VALIDATE_RESPONSES", "").lower()
-            in {"1", "true", "yes", "on"},
+            validate_responses=env.get("TIMEDB_VALIDATE_RESPONSES", "").lower() in {"1", "true", "yes", "on"},
             statement_timeout=read_duration(env, "TIMEDB_STATEMENT_TIMEOUT", d.statement_timeout),
             lock_timeout=read_duration(env, "TIMEDB_LOCK_TIMEOUT", d.lock_timeout),
             client_timeout=read_duration(env, "TIMEDB_CLIENT_TIMEOUT", d.client_timeout),
@@ -145,8 +144,10 @@ class Settings:
             log_format=_log_format(env.get("TIMEDB_LOG_FORMAT", "")),
         )
         if not 0 <= settings.pool_min_size <= settings.pool_max_size or settings.pool_max_size < 1:
-            raise ConfigError(f"TIMEDB_POOL_MIN_SIZE ({settings.pool_min_size}) must lie between 0 and "
-                              f"TIMEDB_POOL_MAX_SIZE ({settings.pool_max_size}), which must be at least 1")
+            raise ConfigError(
+                f"TIMEDB_POOL_MIN_SIZE ({settings.pool_min_size}) must lie between 0 and "
+                f"TIMEDB_POOL_MAX_SIZE ({settings.pool_max_size}), which must be at least 1"
+            )
         return settings
 
 

@@ -23,10 +23,10 @@ class _SpecAPI(SwaggerUIAPI):  # type: ignore[misc]
 class SpecAndDocs(SwaggerUIMiddleware):  # type: ignore[misc]
     """Connexion's SwaggerUIMiddleware serving the spec through _SpecAPI."""
 
-    def add_api(self, specification: Any, base_path: str | None = None,
-                arguments: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        api = _SpecAPI(specification, base_path=base_path, arguments=arguments,
-                       default=self.default_fn, **kwargs)
+    def add_api(
+        self, specification: Any, base_path: str | None = None, arguments: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        api = _SpecAPI(specification, base_path=base_path, arguments=arguments, default=self.default_fn, **kwargs)
         self.router.mount(api.base_path, app=api.router)
 
 

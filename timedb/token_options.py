@@ -10,8 +10,13 @@ import click
 import orjson
 
 _LIFETIME = re.compile(r"^\s*(\d+)\s*(min|h|d|w|y)\s*$", re.IGNORECASE)
-_UNIT = {"min": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1),
-         "y": timedelta(days=365)}
+_UNIT = {
+    "min": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+    "y": timedelta(days=365),
+}
 
 
 def parse_labels(text: str | None) -> dict[str, str]:
@@ -23,8 +28,7 @@ def parse_labels(text: str | None) -> dict[str, str]:
     except orjson.JSONDecodeError:
         raise click.BadParameter('must be a JSON object, e.g. \'{"tenant": "acme"}\'', param_hint="--labels") from None
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-        raise click.BadParameter('must be a JSON object of strings, e.g. \'{"tenant": "acme"}\'',
-                                 param_hint="--labels")
+        raise click.BadParameter('must be a JSON object of strings, e.g. \'{"tenant": "acme"}\'', param_hint="--labels")
     if any("\x00" in k or "\x00" in v for k, v in labels.items()):
         raise click.BadParameter("must not contain NUL characters", param_hint="--labels")
     return labels
@@ -45,8 +49,10 @@ def parse_expiry(text: str | None, now: datetime | None = None) -> datetime | No
     try:
         at = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise click.BadParameter("must be a lifetime such as 90d, 12h, 30min, 2w, 1y, or an ISO date/time "
-                                 "such as 2027-01-01", param_hint="--expires") from None
+        raise click.BadParameter(
+            "must be a lifetime such as 90d, 12h, 30min, 2w, 1y, or an ISO date/time such as 2027-01-01",
+            param_hint="--expires",
+        ) from None
     at = at if at.tzinfo else at.replace(tzinfo=UTC)
     if at <= now:
         raise click.BadParameter("must lie in the future", param_hint="--expires")
@@ -62,9 +68,18 @@ def render_tokens(rows: list[dict[str, Any]], *, as_json: bool) -> str:
     if as_json:
         return "".join(orjson.dumps(r).decode() + "\n" for r in rows)
     head = ("NAME", "SCOPE", "LABELS", "CREATED", "EXPIRES", "LAST USED")
-    table = [head] + [(r["name"], r["scope"] + (" (revoked)" if r.get("revoked_at") else ""),
-                       orjson.dumps(r["labels"]).decode() if r["labels"] else "-", _when(r["created_at"]),
-                       _when(r["expires_at"]), _when(r["last_used_at"])) for r in rows]
+    table = [head] + [
+        (
+            r["name"],
+            r["scope"] + (" (revoked)" if r.get("revoked_at") else ""),
+            orjson.dumps(r["labels"]).decode() if r["labels"] else "-",
+            _when(r["created_at"]),
+            _when(r["expires_at"]),
+            _when(r["last_used_at"]),
+        )
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    return "".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n"
-                   for row in table)
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in table
+    )

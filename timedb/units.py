@@ -62,14 +62,18 @@ def conversion(source: str, target: str) -> Conversion:
     (src, src_error), (dst, dst_error) = _unit(registry, source), _unit(registry, target)
     if src is None or dst is None:
         unknown, reason = (source, src_error) if src is None else (target, dst_error)
-        raise Unprocessable(f"unit: values in {source!r} cannot be converted to {target!r}: "
-                            f"{unknown!r} is not a unit timedb knows ({reason}).")
+        raise Unprocessable(
+            f"unit: values in {source!r} cannot be converted to {target!r}: "
+            f"{unknown!r} is not a unit timedb knows ({reason})."
+        )
     try:
         zero = registry.Quantity(0.0, src).to(dst).magnitude
         one = registry.Quantity(1.0, src).to(dst).magnitude
     except pint.DimensionalityError:
-        raise Unprocessable(f"unit: values in {source!r} cannot be converted to {target!r} "
-                            f"({src.dimensionality} is not {dst.dimensionality}).") from None
+        raise Unprocessable(
+            f"unit: values in {source!r} cannot be converted to {target!r} "
+            f"({src.dimensionality} is not {dst.dimensionality})."
+        ) from None
     except Exception:  # any other failure of pint: a unit it cannot convert
         raise Unprocessable(f"unit: values in {source!r} cannot be converted to {target!r}.") from None
     scale, offset = float(one - zero), float(zero)

@@ -55,8 +55,11 @@ def to_json_schema(node: Any) -> Any:
         return [to_json_schema(n) for n in node]
     if not isinstance(node, dict):
         return node
-    out = {k: to_json_schema(v) for k, v in node.items()
-           if k not in ("nullable", "example", "examples", "discriminator", "xml", "externalDocs")}
+    out = {
+        k: to_json_schema(v)
+        for k, v in node.items()
+        if k not in ("nullable", "example", "examples", "discriminator", "xml", "externalDocs")
+    }
     if node.get("nullable") is True:
         return {"anyOf": [{"type": "null"}, out]}
     return out
@@ -76,8 +79,12 @@ def too_deep(value: Any, limit: int) -> bool:
     """True when objects and arrays in value nest more than `limit` levels."""
     level = [value]
     for _ in range(limit + 1):
-        level = [child for node in level if isinstance(node, (dict, list))
-                 for child in (node.values() if isinstance(node, dict) else node)]
+        level = [
+            child
+            for node in level
+            if isinstance(node, (dict, list))
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
         if not level:
             return False
     return True
@@ -106,7 +113,8 @@ def compile_schema(schema: dict[str, Any], without: str | None = None) -> jsonsc
     key = orjson.dumps(converted, option=orjson.OPT_SORT_KEYS).decode()
     if key not in _compiled:
         _compiled[key] = jsonschema_rs.Draft4Validator(
-            converted, validate_formats=False, keywords={"x-max-depth": MaxDepth})
+            converted, validate_formats=False, keywords={"x-max-depth": MaxDepth}
+        )
     _by_identity[(id(schema), without)] = (schema, _compiled[key])  # holds the schema: its id stays unique
     return _compiled[key]
 
@@ -127,8 +135,11 @@ def _pointer(error: Any) -> str:
 
 
 def _message(error: Any) -> str:
-    if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Pattern) and isinstance(error.instance, str) \
-            and "\x00" in error.instance:
+    if (
+        isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Pattern)
+        and isinstance(error.instance, str)
+        and "\x00" in error.instance
+    ):
         return NUL_MESSAGE
     message: str = error.message
     return message[:300] + "..." if len(message) > 300 else message
@@ -145,8 +156,12 @@ def body_errors(validator: jsonschema_rs.Draft4Validator, instance: Any) -> list
     except ValueError:  # jsonschema-rs gives up on instances nested hundreds of levels deep
         members = instance.items() if isinstance(instance, dict) else ()
         deep = next((name for name, value in members if too_deep(value, MAX_DEPTH)), None)
-        return [error_entry(f"nests deeper than {MAX_DEPTH} levels" if deep else "The request body nests too deeply.",
-                            body=json_pointer([deep] if deep else []))]
+        return [
+            error_entry(
+                f"nests deeper than {MAX_DEPTH} levels" if deep else "The request body nests too deeply.",
+                body=json_pointer([deep] if deep else []),
+            )
+        ]
     return errors
 
 
@@ -218,10 +233,19 @@ class FastJSONBodyValidator(AbstractRequestBodyValidator):  # type: ignore[misc]
     max_body_bytes = MAX_BODY_BYTES
     client_timeout = 30.0
 
-    def __init__(self, *, schema: dict[str, Any], required: bool = False, nullable: bool = False,
-                 encoding: str, strict_validation: bool, **kwargs: Any) -> None:
-        super().__init__(schema=schema, required=required, nullable=nullable, encoding=encoding,
-                         strict_validation=strict_validation)
+    def __init__(
+        self,
+        *,
+        schema: dict[str, Any],
+        required: bool = False,
+        nullable: bool = False,
+        encoding: str,
+        strict_validation: bool,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            schema=schema, required=required, nullable=nullable, encoding=encoding, strict_validation=strict_validation
+        )
         self._sliced: str | None = schema.get("x-timedb-sliced")
         self._rs = compile_schema(schema, without=self._sliced)
 
@@ -240,7 +264,8 @@ class FastJSONBodyValidator(AbstractRequestBodyValidator):  # type: ignore[misc]
             except TimeoutError:
                 raise RequestTimeout(
                     f"The request body did not arrive within {self.client_timeout:g} s "
-                    "(TIMEDB_CLIENT_TIMEOUT); send it without pauses.") from None
+                    "(TIMEDB_CLIENT_TIMEOUT); send it without pauses."
+                ) from None
             if message["type"] == "http.disconnect":
                 raise RequestTimeout("The client went away before sending the whole body.")
             chunk = message.get("body", b"")
@@ -351,8 +376,7 @@ class RawBodyValidator(FastJSONBodyValidator):
 class FastJSONResponseValidator(AbstractResponseBodyValidator):  # type: ignore[misc]
     """Validate buffered JSON responses; pass streamed ones (no Content-Length) through."""
 
-    def __init__(self, scope: Scope, *, schema: dict[str, Any], nullable: bool = False,
-                 encoding: str) -> None:
+    def __init__(self, scope: Scope, *, schema: dict[str, Any], nullable: bool = False, encoding: str) -> None:
         super().__init__(scope, schema=schema, nullable=nullable, encoding=encoding)
         self._rs = compile_schema(schema)
 
@@ -379,7 +403,8 @@ class FastJSONResponseValidator(AbstractResponseBodyValidator):  # type: ignore[
                 problem = first_error(self._rs, body)
                 if problem is not None:
                     raise NonConformingResponseBody(
-                        detail=f"Response body does not conform to specification: {problem}")
+                        detail=f"Response body does not conform to specification: {problem}"
+                    )
             while messages:
                 await send(messages.pop(0))
 
@@ -392,8 +417,9 @@ class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
     jsonschema report of the first: the schema dump, no parameter name)."""
 
     @staticmethod
-    def validate_parameter(parameter_type: str, value: Any, param: dict[str, Any],
-                           param_name: str | None = None) -> str | None:
+    def validate_parameter(
+        parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
+    ) -> str | None:
         error = ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
         if error is None:
             return None
@@ -414,11 +440,17 @@ class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
             extra = self.validate_query_parameter_list(request, security_params=self.security_query_params)
             for name in sorted(extra)[:MAX_ERRORS]:
                 shown = name if len(name) <= 100 else name[:100] + "..."
-                details.append(f"query parameter {shown!r} is not a parameter of this operation "
-                               "(GET /openapi.json or /docs list them)")
+                details.append(
+                    f"query parameter {shown!r} is not a parameter of this operation "
+                    "(GET /openapi.json or /docs list them)"
+                )
                 errors.append(error_entry("not a parameter of this operation", query=shown))
-        checks = (("query", self.validate_query_parameter), ("path", self.validate_path_parameter),
-                  ("header", self.validate_header_parameter), ("cookie", self.validate_cookie_parameter))
+        checks = (
+            ("query", self.validate_query_parameter),
+            ("path", self.validate_path_parameter),
+            ("header", self.validate_header_parameter),
+            ("cookie", self.validate_cookie_parameter),
+        )
         for where, check in checks:
             for param in self.parameters.get(where, []):
                 message = check(param, request)
@@ -436,12 +468,16 @@ _WHERE = {"query": "query", "path": "path", "header": "header", "cookie": "heade
 def validator_map(max_body_bytes: int, client_timeout: float) -> dict[str, Any]:
     """Connexion's validator_map with the fast JSON validators (MediaTypeDict, or it is ignored)."""
     body_cls: Callable[..., Any] = type(
-        "FastJSONBodyValidator", (FastJSONBodyValidator,),
-        {"max_body_bytes": max_body_bytes, "client_timeout": client_timeout})
+        "FastJSONBodyValidator",
+        (FastJSONBodyValidator,),
+        {"max_body_bytes": max_body_bytes, "client_timeout": client_timeout},
+    )
     limits = {"max_body_bytes": max_body_bytes, "client_timeout": client_timeout}
     # exact media types: more specific than */*json, which would parse NDJSON as JSON
-    raw = {media_type: type("RawBodyValidator", (RawBodyValidator,), {**limits, "media_type": media_type})
-           for media_type in RAW_MEDIA_TYPES}
+    raw = {
+        media_type: type("RawBodyValidator", (RawBodyValidator,), {**limits, "media_type": media_type})
+        for media_type in RAW_MEDIA_TYPES
+    }
     body = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": body_cls, **raw})
     response = MediaTypeDict({**VALIDATOR_MAP["response"], "*/*json": FastJSONResponseValidator})
     return {"body": body, "response": response, "parameter": NamedParameterValidator}

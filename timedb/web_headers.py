@@ -33,10 +33,13 @@ HTML_PAGES = {"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 # <style> and data: images; ReDoc inserts <style> elements at run time (so 'unsafe-inline'),
 # uses data: images and runs its search index in a worker made from a blob: URL.
 BASE_POLICY = "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-SWAGGER_POLICY = (BASE_POLICY + "; script-src 'self' {scripts}; style-src 'self' {styles}; "
-                  "img-src 'self' data:; connect-src 'self'")
-REDOC_POLICY = (BASE_POLICY + "; script-src 'self' {scripts}; style-src 'unsafe-inline'; "
-                "img-src 'self' data:; connect-src 'self'; worker-src blob:")
+SWAGGER_POLICY = (
+    BASE_POLICY + "; script-src 'self' {scripts}; style-src 'self' {styles}; img-src 'self' data:; connect-src 'self'"
+)
+REDOC_POLICY = (
+    BASE_POLICY + "; script-src 'self' {scripts}; style-src 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; worker-src blob:"
+)
 
 
 def inline_hashes(html: str, tag: str) -> str:
@@ -70,8 +73,10 @@ class SecurityHeaders:
         script names the spec URL, which includes the root path)."""
         if root_path in self.swagger_policies:
             return self.swagger_policies[root_path]
-        context = {"openapi_spec_url": root_path + self.swagger.openapi_spec_path,
-                   **self.swagger.swagger_ui_template_arguments}
+        context = {
+            "openapi_spec_url": root_path + self.swagger.openapi_spec_path,
+            **self.swagger.swagger_ui_template_arguments,
+        }
         if self.swagger.swagger_ui_config:
             context["configUrl"] = "swagger-ui-config.json"
         html = self.templates.get_template("index.j2").render(context)
@@ -82,7 +87,7 @@ class SecurityHeaders:
 
     def policy(self, scope: Any) -> str:
         root_path = scope.get("root_path", "")
-        path = scope["path"][len(root_path):] if scope["path"].startswith(root_path) else scope["path"]
+        path = scope["path"][len(root_path) :] if scope["path"].startswith(root_path) else scope["path"]
         if path == "/redoc":
             return redoc_policy()
         if path in self.docs_pages:

@@ -26,8 +26,11 @@ LOGGERS = ("timedb", "timedb.access", "uvicorn.error", "uvicorn.access")
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """Put the loggers back as they were (a json app reconfigures them for the process)."""
-    saved = {name: (list(lg.handlers), lg.propagate, lg.level, lg.disabled, list(lg.filters))
-             for name in LOGGERS for lg in [logging.getLogger(name)]}
+    saved = {
+        name: (list(lg.handlers), lg.propagate, lg.level, lg.disabled, list(lg.filters))
+        for name in LOGGERS
+        for lg in [logging.getLogger(name)]
+    }
     yield
     for name, (handlers, propagate, level, disabled, filters) in saved.items():
         lg = logging.getLogger(name)
@@ -64,12 +67,20 @@ def test_request_id_is_on_problems_and_streamed_responses(client):
     assert_problem(client.get("/no/such/path", headers=headers), 404)
     assert_problem(client.post("/series", json={"name": 5}, headers=headers), 400)
     assert_problem(client.delete("/healthz", headers=headers), 405)
-    for resp in (client.get("/no/such/path", headers=headers), client.post("/series", json={}, headers=headers),
-                 client.delete("/healthz", headers=headers), client.get("/docs/", headers=headers)):
+    for resp in (
+        client.get("/no/such/path", headers=headers),
+        client.post("/series", json={}, headers=headers),
+        client.delete("/healthz", headers=headers),
+        client.get("/docs/", headers=headers),
+    ):
         assert resp.headers["x-request-id"] == "req-42", resp
     sid = make_series(client)
-    insert(client, sid, [(f"2025-01-01T00:{m // 60:02d}:{m % 60:02d}Z", float(m)) for m in range(3600)]
-           + [(f"2025-01-02T00:{m // 60:02d}:{m % 60:02d}Z", float(m)) for m in range(3600)])
+    insert(
+        client,
+        sid,
+        [(f"2025-01-01T00:{m // 60:02d}:{m % 60:02d}Z", float(m)) for m in range(3600)]
+        + [(f"2025-01-02T00:{m // 60:02d}:{m % 60:02d}Z", float(m)) for m in range(3600)],
+    )
     streamed = client.get("/values", params={"series_id": sid}, headers=headers)
     assert streamed.status_code == 200 and "content-length" not in streamed.headers  # (really streamed)
     assert streamed.json()["count"] == 7200
@@ -103,15 +114,33 @@ def test_json_access_log_is_one_line_per_request(make_database, restore_logging,
         missing = c.get("/nope")
         bad = c.post("/series", json={"name": 5})
     lines = [line for line in json_lines(capsys.readouterr().err) if line["logger"] == "timedb.access"]
-    assert [line["request_id"] for line in lines] == ["count-1", missing.headers["x-request-id"],
-                                                     bad.headers["x-request-id"]]
+    assert [line["request_id"] for line in lines] == [
+        "count-1",
+        missing.headers["x-request-id"],
+        bad.headers["x-request-id"],
+    ]
     first = lines[0]
-    assert list(first) == ["ts", "level", "msg", "request_id", "method", "path", "operation", "status",
-                           "duration_ms", "client", "logger"]
+    assert list(first) == [
+        "ts",
+        "level",
+        "msg",
+        "request_id",
+        "method",
+        "path",
+        "operation",
+        "status",
+        "duration_ms",
+        "client",
+        "logger",
+    ]
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", first["ts"])
     assert first["level"] == "info" and first["msg"] == "GET /series/count 200"
-    assert (first["method"], first["path"], first["operation"], first["status"]) == \
-        ("GET", "/series/count", "count_series", ok.status_code)  # (no query string)
+    assert (first["method"], first["path"], first["operation"], first["status"]) == (
+        "GET",
+        "/series/count",
+        "count_series",
+        ok.status_code,
+    )  # (no query string)
     assert first["client"] == "127.0.0.1:50000"
     assert 0 < first["duration_ms"] < 10_000
     assert (lines[1]["operation"], lines[1]["status"]) == ("unmatched", 404)
@@ -143,8 +172,10 @@ def test_json_5xx_line_has_the_cause_and_the_request_id(make_database, server_ds
     # what the log has, the answer has not
     assert cause.group(1) not in resp.text and cause.group(2)[:30] not in resp.text
     assert conninfo_to_dict(dsn)["dbname"] not in resp.text and "cause" not in body["detail"]
-    assert any(line["logger"] == "timedb.access" and line["status"] == 503 and line["request_id"] == "doomed-1"
-               for line in lines)
+    assert any(
+        line["logger"] == "timedb.access" and line["status"] == 503 and line["request_id"] == "doomed-1"
+        for line in lines
+    )
 
 
 def test_text_5xx_line_has_the_request_id(make_database, server_dsn, restore_logging, caplog):
@@ -169,8 +200,12 @@ def test_rows_written_and_read_are_counted_and_logged(make_database, restore_log
     from prometheus_client.parser import text_string_to_metric_families
 
     def totals(c: Any) -> dict[str, float]:
-        return {s.name: s.value for f in text_string_to_metric_families(c.get("/metrics").text)
-                for s in f.samples if s.name in ("timedb_rows_written_total", "timedb_rows_read_total")}
+        return {
+            s.name: s.value
+            for f in text_string_to_metric_families(c.get("/metrics").text)
+            for s in f.samples
+            if s.name in ("timedb_rows_written_total", "timedb_rows_read_total")
+        }
 
     n = 6000  # above the streaming threshold (5,000 rows) for the audit read below
     app = create_app(Settings(dsn=make_database(), log_format="json"))
@@ -180,8 +215,12 @@ def test_rows_written_and_read_are_counted_and_logged(make_database, restore_log
         capsys.readouterr()
         points = [(f"2025-01-{1 + i // 1440:02d}T{i // 60 % 24:02d}:{i % 60:02d}:00Z", float(i)) for i in range(n)]
         insert(c, sid, points)
-        assert c.put("/values", json={"updates": [{"series_id": sid, "valid_time": "2025-01-01T00:00:00Z",
-                                                    "value": 2.0}]}).status_code == 200
+        assert (
+            c.put(
+                "/values", json={"updates": [{"series_id": sid, "valid_time": "2025-01-01T00:00:00Z", "value": 2.0}]}
+            ).status_code
+            == 200
+        )
         latest = c.get("/values", params={"series_id": sid})
         audit = c.get("/values", params={"series_id": sid, "include_updates": "true"})
         assert "content-length" not in audit.headers  # (streamed)
@@ -189,7 +228,14 @@ def test_rows_written_and_read_are_counted_and_logged(make_database, restore_log
     assert latest.json()["count"] == n and audit.json()["count"] == n + 1
     assert after["timedb_rows_written_total"] - before["timedb_rows_written_total"] == n + 1
     assert after["timedb_rows_read_total"] - before["timedb_rows_read_total"] == n + n + 1
-    lines = [line for line in json_lines(capsys.readouterr().err)
-             if line["logger"] == "timedb.access" and line["path"] != "/metrics"]
+    lines = [
+        line
+        for line in json_lines(capsys.readouterr().err)
+        if line["logger"] == "timedb.access" and line["path"] != "/metrics"
+    ]
     assert [(line["method"], line.get("rows")) for line in lines] == [
-        ("POST", n), ("PUT", 1), ("GET", n), ("GET", n + 1)]
+        ("POST", n),
+        ("PUT", 1),
+        ("GET", n),
+        ("GET", n + 1),
+    ]

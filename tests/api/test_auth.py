@@ -27,8 +27,13 @@ PUBLIC = ["/", "/healthz", "/readyz", "/openapi.json", "/docs/", "/redoc"]
 
 
 def cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "timedb", "tokens", *args], capture_output=True, text=True,
-                          timeout=60, env=server_env(dsn))
+    return subprocess.run(
+        [sys.executable, "-m", "timedb", "tokens", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=server_env(dsn),
+    )
 
 
 def make_token(dsn: str, name: str, scope: str, labels: dict[str, str] | None = None) -> str:
@@ -83,10 +88,20 @@ def test_without_tokens_only_this_machine_is_served(no_tokens):
     assert no_tokens["local"].get("/series/count").json() == {"count": 1}  # the refused write changed nothing
 
 
-@pytest.mark.parametrize(("host", "served"), [
-    ("127.0.0.1", True), ("127.0.0.1:8000", True), ("localhost:8000", True), ("[::1]:8000", True),
-    ("api.localhost", True), ("evil.example.com", False), ("evil.example.com:8000", False), ("10.0.0.5", False),
-    ("", False)])
+@pytest.mark.parametrize(
+    ("host", "served"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.1:8000", True),
+        ("localhost:8000", True),
+        ("[::1]:8000", True),
+        ("api.localhost", True),
+        ("evil.example.com", False),
+        ("evil.example.com:8000", False),
+        ("10.0.0.5", False),
+        ("", False),
+    ],
+)
 def test_local_requests_must_name_this_machine(no_tokens, host, served):
     """DNS rebinding: a page of another site, resolved to 127.0.0.1, sends its own name as Host.
     While no token exists only requests that name this machine are served."""
@@ -155,15 +170,22 @@ def scoped(no_tokens, auto_dsn) -> dict[str, Any]:
     return {"client": no_tokens["remote"], **secrets}
 
 
-READS = [("GET", "/series", None), ("GET", "/series/count", None), ("GET", "/series/labels?label_key=site", None),
-         ("GET", "/series/1", None), ("GET", "/values?series_id=1", None),
-         ("POST", "/values/query", {"series": [{"series_id": 1}]})]
-WRITES = [("POST", "/series", {"name": "wind", "labels": {"site": "b"}}),
-          ("POST", "/series/bulk", {"series": [{"name": "wind", "labels": {"site": "c"}}]}),
-          ("PATCH", "/series/1", {"description": "changed"}),
-          ("POST", "/values", {"series_id": 1, "data": [{"valid_time": "2025-01-01T00:00:00Z", "value": 1.0}]}),
-          ("POST", "/values/bulk", {"rows": [{"series_id": 1, "valid_time": "2025-01-02T00:00:00Z", "value": 2.0}]}),
-          ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01T00:00:00Z", "value": 3.0}]})]
+READS = [
+    ("GET", "/series", None),
+    ("GET", "/series/count", None),
+    ("GET", "/series/labels?label_key=site", None),
+    ("GET", "/series/1", None),
+    ("GET", "/values?series_id=1", None),
+    ("POST", "/values/query", {"series": [{"series_id": 1}]}),
+]
+WRITES = [
+    ("POST", "/series", {"name": "wind", "labels": {"site": "b"}}),
+    ("POST", "/series/bulk", {"series": [{"name": "wind", "labels": {"site": "c"}}]}),
+    ("PATCH", "/series/1", {"description": "changed"}),
+    ("POST", "/values", {"series_id": 1, "data": [{"valid_time": "2025-01-01T00:00:00Z", "value": 1.0}]}),
+    ("POST", "/values/bulk", {"rows": [{"series_id": 1, "valid_time": "2025-01-02T00:00:00Z", "value": 2.0}]}),
+    ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01T00:00:00Z", "value": 3.0}]}),
+]
 
 
 def _call(client: Any, method: str, path: str, body: Any, secret: str | None) -> Any:
@@ -229,8 +251,10 @@ def test_revocation_holds_while_the_listener_reconnects(scoped, auto_dsn):
     database until the listener is back, so the revoked token never works again."""
     c = scoped["client"]
     with psycopg.connect(auto_dsn, autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE application_name = 'timedb-tokens' AND datname = current_database()")
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'timedb-tokens' AND datname = current_database()"
+        )
         conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE name = 'admin'")
     for _ in range(50):
         assert c.get("/series/count", headers=bearer(scoped["admin"])).status_code == 401
@@ -272,16 +296,19 @@ def test_cli_list_and_revoke(auto_dsn, no_tokens):
     assert again.returncode == 0, again.stderr
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["revoke", "nobody"], 1, "No active token named 'nobody'"),
-    (["create", "dup", "--scope", "read"], 1, "exists already"),
-    (["create", "x", "--scope", "root"], 2, "--scope"),
-    (["create", "x", "--scope", "read", "--labels", "[1]"], 2, "--labels"),
-    (["create", "x", "--scope", "read", "--labels", '{"a": 1}'], 2, "--labels"),
-    (["create", "x", "--scope", "read", "--expires", "soon"], 2, "--expires"),
-    (["create", "x", "--scope", "read", "--expires", "2001-01-01"], 2, "future"),
-    (["create", " ", "--scope", "read"], 1, "blank"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["revoke", "nobody"], 1, "No active token named 'nobody'"),
+        (["create", "dup", "--scope", "read"], 1, "exists already"),
+        (["create", "x", "--scope", "root"], 2, "--scope"),
+        (["create", "x", "--scope", "read", "--labels", "[1]"], 2, "--labels"),
+        (["create", "x", "--scope", "read", "--labels", '{"a": 1}'], 2, "--labels"),
+        (["create", "x", "--scope", "read", "--expires", "soon"], 2, "--expires"),
+        (["create", "x", "--scope", "read", "--expires", "2001-01-01"], 2, "future"),
+        (["create", " ", "--scope", "read"], 1, "blank"),
+    ],
+)
 def test_cli_errors_are_one_line(auto_dsn, no_tokens, args, code, message):
     cli(auto_dsn, "create", "dup", "--scope", "read")
     done = cli(auto_dsn, *args)
@@ -300,8 +327,9 @@ def test_cli_without_the_tokens_table_says_what_to_run(make_database):
 
 
 def _serve(dsn: str, *extra: str) -> tuple[Any, str]:
-    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0", *extra],
-                             server_env(dsn))
+    proc, url = start_server(
+        [sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0", *extra], server_env(dsn)
+    )
     return proc, url
 
 
@@ -316,8 +344,9 @@ def test_revocation_reaches_every_server_process(make_database):
             eventually(lambda url=url: httpx.get(url + "/series/count", headers=bearer(secret)).status_code == 200)
         assert cli(dsn, "revoke", "shared").returncode == 0
         for _, url in servers:
-            eventually(lambda url=url: httpx.get(url + "/series/count", headers=bearer(secret)).status_code == 401,
-                       seconds=1)
+            eventually(
+                lambda url=url: httpx.get(url + "/series/count", headers=bearer(secret)).status_code == 401, seconds=1
+            )
     finally:
         outputs = [stop_process(proc) for proc, _ in servers]
     assert not any("Traceback" in out for out in outputs), outputs
@@ -364,32 +393,76 @@ def test_batches_and_corrections_name_the_token(scoped):
     someone else."""
     c = scoped["client"]
     sid = _call(c, "POST", "/series", {"name": "fc", "overlapping": True}, scoped["admin"]).json()["series_id"]
-    first = {"series_id": sid, "known_time": "2025-01-01T00:00:00Z",
-             "data": [{"valid_time": "2025-01-02T00:00:00Z", "value": 1.0}]}
+    first = {
+        "series_id": sid,
+        "known_time": "2025-01-01T00:00:00Z",
+        "data": [{"valid_time": "2025-01-02T00:00:00Z", "value": 1.0}],
+    }
     assert _call(c, "POST", "/values", first, scoped["write"]).status_code == 200
-    second = {"rows": [{"series_id": sid, "valid_time": "2025-01-02T00:00:00Z", "value": 2.0,
-                        "known_time": "2025-01-01T06:00:00Z"}]}
+    second = {
+        "rows": [
+            {"series_id": sid, "valid_time": "2025-01-02T00:00:00Z", "value": 2.0, "known_time": "2025-01-01T06:00:00Z"}
+        ]
+    }
     assert _call(c, "POST", "/values/bulk", second, scoped["admin"]).status_code == 200
-    fixes = [({"series_id": sid, "valid_time": "2025-01-02T00:00:00Z", "known_time": "2025-01-01T00:00:00Z",
-               "value": 1.5, "changed_by": "someone-else"}, "write", "write"),
-             ({"series_id": sid, "valid_time": "2025-01-02T00:00:00Z", "known_time": "2025-01-01T06:00:00Z",
-               "value": 2.5, "changed_by": "ops@example.com"}, "admin", "ops@example.com"),
-             ({"series_id": sid, "valid_time": "2025-01-02T00:00:00Z", "known_time": "2025-01-01T06:00:00Z",
-               "annotation": "checked"}, "admin", "admin")]
+    fixes = [
+        (
+            {
+                "series_id": sid,
+                "valid_time": "2025-01-02T00:00:00Z",
+                "known_time": "2025-01-01T00:00:00Z",
+                "value": 1.5,
+                "changed_by": "someone-else",
+            },
+            "write",
+            "write",
+        ),
+        (
+            {
+                "series_id": sid,
+                "valid_time": "2025-01-02T00:00:00Z",
+                "known_time": "2025-01-01T06:00:00Z",
+                "value": 2.5,
+                "changed_by": "ops@example.com",
+            },
+            "admin",
+            "ops@example.com",
+        ),
+        (
+            {
+                "series_id": sid,
+                "valid_time": "2025-01-02T00:00:00Z",
+                "known_time": "2025-01-01T06:00:00Z",
+                "annotation": "checked",
+            },
+            "admin",
+            "admin",
+        ),
+    ]
     for update, token, _ in fixes:
         assert _call(c, "PUT", "/values", {"updates": [update]}, scoped[token]).status_code == 200
     audit = _call(c, "GET", f"/values?series_id={sid}&include_updates=true", None, scoped["read"]).json()["data"]
     got = sorted((r["known_time"][11:16], r["change_time"], r["inserted_by"], r["changed_by"]) for r in audit)
     assert [(kt, by, changed) for kt, _, by, changed in got] == [
-        ("00:00", "write", None), ("00:00", "write", "write"),
-        ("06:00", "admin", None), ("06:00", "admin", "ops@example.com"), ("06:00", "admin", "admin")]
+        ("00:00", "write", None),
+        ("00:00", "write", "write"),
+        ("06:00", "admin", None),
+        ("06:00", "admin", "ops@example.com"),
+        ("06:00", "admin", "admin"),
+    ]
 
 
 def test_without_a_token_nothing_is_named(no_tokens):
     c = no_tokens["local"]
     sid = c.post("/series", json={"name": "fc", "overlapping": True}).json()["series_id"]
     c.post("/values", json={"series_id": sid, "data": [{"valid_time": "2025-01-02T00:00:00Z", "value": 1.0}]})
-    c.put("/values", json={"updates": [{"series_id": sid, "valid_time": "2025-01-02T00:00:00Z", "value": 2.0,
-                                        "changed_by": "me@example.com"}]})
+    c.put(
+        "/values",
+        json={
+            "updates": [
+                {"series_id": sid, "valid_time": "2025-01-02T00:00:00Z", "value": 2.0, "changed_by": "me@example.com"}
+            ]
+        },
+    )
     audit = c.get("/values", params={"series_id": sid, "include_updates": "true"}).json()["data"]
     assert sorted((r["inserted_by"], r["changed_by"] or "") for r in audit) == [(None, ""), (None, "me@example.com")]

@@ -56,8 +56,9 @@ def server(make_database) -> Any:
     secrets = store.using(dsn, tokens)
     app = create_app(Settings(dsn=dsn, validate_responses=True, auth="tokens"))
     with app.test_client(**LOCAL) as client:
-        resp = client.post("/series", json={"name": "wind", "labels": ACME},
-                           headers={"Authorization": f"Bearer {secrets['admin']}"})
+        resp = client.post(
+            "/series", json={"name": "wind", "labels": ACME}, headers={"Authorization": f"Bearer {secrets['admin']}"}
+        )
         assert resp.json()["series_id"] == 1, resp.text
         yield client, secrets
 
@@ -80,9 +81,14 @@ def expected(op: str, kind: str, caller: str) -> tuple[int, Any]:
         return 403, None
     if caller != "other-tenant":
         return 200, None
-    return {"empty-list": (200, []), "zero": (200, {"count": 0}), "no-values": (200, {"label_key": "tenant",
-                                                                                     "values": []}),
-            "empty-query": (200, "no-series"), "404": (404, None), "403": (403, None)}[kind]
+    return {
+        "empty-list": (200, []),
+        "zero": (200, {"count": 0}),
+        "no-values": (200, {"label_key": "tenant", "values": []}),
+        "empty-query": (200, "no-series"),
+        "404": (404, None),
+        "403": (403, None),
+    }[kind]
 
 
 @pytest.mark.parametrize("caller", CALLERS)
@@ -108,9 +114,12 @@ def test_another_tenant_sees_what_a_missing_series_shows(server):
     """A 404 for tenant acme's series 1 is word for word the 404 of a series that does not exist."""
     client, secrets = server
     other = headers("other-tenant", secrets)
-    for path, there, nowhere in (("/series/{}", "1", "999"), ("/values?series_id={}", "1", "999"),
-                                 ('/values?name={}&labels={{"tenant":"acme"}}', "wind", "calm"),
-                                 ("/values?name={}", "wind", "calm")):
+    for path, there, nowhere in (
+        ("/series/{}", "1", "999"),
+        ("/values?series_id={}", "1", "999"),
+        ('/values?name={}&labels={{"tenant":"acme"}}', "wind", "calm"),
+        ("/values?name={}", "wind", "calm"),
+    ):
         hidden = client.get(path.format(there), headers=other).json()
         missing = client.get(path.format(nowhere), headers=other).json()
         assert hidden["status"] == missing["status"] == 404

@@ -27,8 +27,12 @@ MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 US = timedelta(microseconds=1)
 KIND = pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
 # the DST days of 2025: (zone, local date, hours in that local day)
-DST_DAYS = [(BERLIN, date(2025, 3, 30), 23), (BERLIN, date(2025, 10, 26), 25),
-            (NEW_YORK, date(2025, 3, 9), 23), (NEW_YORK, date(2025, 11, 2), 25)]
+DST_DAYS = [
+    (BERLIN, date(2025, 3, 30), 23),
+    (BERLIN, date(2025, 10, 26), 25),
+    (NEW_YORK, date(2025, 3, 9), 23),
+    (NEW_YORK, date(2025, 11, 2), 25),
+]
 DST_IDS = [f"{z.split('/')[1]}-{d}" for z, d, _ in DST_DAYS]
 
 
@@ -79,8 +83,10 @@ Point = tuple[datetime, float | None] | tuple[datetime, float | None, datetime]
 def write(client: Any, sid: int, kt: datetime, points: Iterable[Point]) -> list[V]:
     """POST /values of points [(valid_time, value[, valid_time_end])] known at kt; returns them as versions."""
     versions = [V(kt, *p) for p in points]
-    data = [{"valid_time": iso(v.vt), "value": v.value, **({"valid_time_end": iso(v.end)} if v.end else {})}
-            for v in versions]
+    data = [
+        {"valid_time": iso(v.vt), "value": v.value, **({"valid_time_end": iso(v.end)} if v.end else {})}
+        for v in versions
+    ]
     resp = client.post("/values", json={"series_id": sid, "known_time": iso(kt), "data": data})
     assert resp.status_code == 200, resp.text
     return versions
@@ -176,12 +182,14 @@ def aggregate(agg: str, values: list[float | None]) -> float | int | None:
         return len(nn)
     if not nn:
         return None
-    return {"mean": sum(nn) / len(nn), "sum": sum(nn), "min": min(nn), "max": max(nn),
-            "first": nn[0], "last": nn[-1]}[agg]
+    return {"mean": sum(nn) / len(nn), "sum": sum(nn), "min": min(nn), "max": max(nn), "first": nn[0], "last": nn[-1]}[
+        agg
+    ]
 
 
-def resampled(selected: list[V], step: str, agg: str, tz: str | None = None,
-              with_known: bool = False) -> list[dict[str, Any]]:
+def resampled(
+    selected: list[V], step: str, agg: str, tz: str | None = None, with_known: bool = False
+) -> list[dict[str, Any]]:
     """The records of selected versions resampled: one per (known_time,) bucket holding data."""
     if not selected:
         return []
@@ -194,8 +202,11 @@ def resampled(selected: list[V], step: str, agg: str, tz: str | None = None,
     for (kt, start), vs in sorted(groups.items(), key=lambda g: (g[0][0] or g[0][1], g[0][1])):
         end = starts[starts.index(start) + 1]
         rec: dict[str, Any] = {"known_time": iso(kt, tz)} if with_known and kt else {}
-        rec.update(valid_time=iso(start, tz), valid_time_end=iso(end, tz),
-                   value=aggregate(agg, [v.value for v in sorted(vs, key=lambda v: v.vt)]))
+        rec.update(
+            valid_time=iso(start, tz),
+            valid_time_end=iso(end, tz),
+            value=aggregate(agg, [v.value for v in sorted(vs, key=lambda v: v.vt)]),
+        )
         out.append(rec)
     return out
 
@@ -294,7 +305,7 @@ def test_as_of_ignores_corrections_made_after_it(client, overlapping):
     correction gives the value it replaced, as_of at its change_time the corrected value; an old
     as_of gives the original values (their rows count from known_time though stored later)."""
     sid, vs = two_issues(client, overlapping)
-    c1 = correct(client, sid, VT0, 170.0)          # the 06:00 version of VT0 (flat: the current value)
+    c1 = correct(client, sid, VT0, 170.0)  # the 06:00 version of VT0 (flat: the current value)
     c2 = correct(client, sid, VT0, 180.0)
     assert c1 < c2
     originals = latest(vs)
@@ -302,7 +313,7 @@ def test_as_of_ignores_corrections_made_after_it(client, overlapping):
     fixed2 = [V(K6, VT0, 180.0), originals[1]]
     assert get(client, sid, as_of=iso(K6)) == records(originals)
     assert get(client, sid, as_of=iso(c1 - US)) == records(originals)
-    assert get(client, sid, as_of=iso(c1)) == records(fixed1)                  # inclusive
+    assert get(client, sid, as_of=iso(c1)) == records(fixed1)  # inclusive
     assert get(client, sid, as_of=iso(c2 - US)) == records(fixed1)
     assert get(client, sid, as_of=iso(c2)) == records(fixed2)
     assert get(client, sid) == records(fixed2)
@@ -322,9 +333,8 @@ def test_as_of_ignores_later_corrections_of_an_older_version(client):
     old = [v for v in vs if v.kt == K0]
     new = [v for v in vs if v.kt == K6]
     assert get(client, sid, as_of=iso(c - US), versions=True) == records(old + new, with_known=True)
-    assert get(client, sid, as_of=iso(c), versions=True) == records(
-        [old[0], V(K0, VT1, 999.0), *new], with_known=True)
-    assert get(client, sid, as_of=iso(c)) == records(new)          # the 06:00 issue still wins
+    assert get(client, sid, as_of=iso(c), versions=True) == records([old[0], V(K0, VT1, 999.0), *new], with_known=True)
+    assert get(client, sid, as_of=iso(c)) == records(new)  # the 06:00 issue still wins
     assert get(client, sid, as_of=iso(c), end_known=iso(K6)) == records([old[0], V(K0, VT1, 999.0)])
     assert get(client, sid, as_of=iso(c - US), end_known=iso(K6)) == records(old)
 
@@ -342,7 +352,8 @@ def test_as_of_in_the_audit_trail(client, overlapping):
         expected = [r for r in trail if r["change_time"] not in corrections or utc(r["change_time"]) <= as_of]
         assert get(client, sid, include_updates=True, as_of=iso(as_of)) == expected
     assert get(client, sid, include_updates=True, as_of=iso(K6 - US)) == [
-        r for r in trail if r["known_time"] == iso(K0)]
+        r for r in trail if r["known_time"] == iso(K0)
+    ]
 
 
 @KIND
@@ -354,8 +365,10 @@ def test_backfill_counts_from_its_known_time(client, overlapping):
     stored_first = utc(get(client, sid, include_updates=True)[0]["change_time"])
     k3 = utc("2025-01-01T03:00:00Z")
     backfill = write(client, sid, k3, [(VT1, 31.0)] if not overlapping else [(VT0, 30.0), (VT1, 31.0)])
-    assert utc(get(client, sid, include_updates=True, start_known=iso(k3), end_known=iso(K6))[0]["change_time"]) \
+    assert (
+        utc(get(client, sid, include_updates=True, start_known=iso(k3), end_known=iso(K6))[0]["change_time"])
         > stored_first
+    )
     assert get(client, sid, as_of=iso(k3 - US)) == []
     assert get(client, sid, as_of=iso(k3)) == records(backfill)
     assert get(client, sid, as_of="2025-01-01T05:00:00Z") == records(backfill)
@@ -363,7 +376,8 @@ def test_backfill_counts_from_its_known_time(client, overlapping):
     # as of the instant the 06:00 version was stored, before the backfill was: the backfill counts
     assert get(client, sid, as_of=iso(stored_first)) == records([later[0], backfill[-1]])
     assert get(client, sid, as_of=iso(stored_first), versions=True) == records(
-        every_version(later + backfill), with_known=True)
+        every_version(later + backfill), with_known=True
+    )
 
 
 @KIND
@@ -377,12 +391,16 @@ def test_as_of_with_a_valid_window(client, overlapping):
 
     def inside(v: V) -> bool:
         return vts[1] <= v.vt < vts[4]
+
     for as_of in (K0, K6 - US, K6):
+
         def keep(v: V, as_of: datetime = as_of) -> bool:
             return inside(v) and v.kt <= as_of
+
         assert get(client, sid, as_of=iso(as_of), **window) == records(latest(vs, keep))
         assert get(client, sid, as_of=iso(as_of), versions=True, **window) == records(
-            every_version(vs, keep), with_known=True)
+            every_version(vs, keep), with_known=True
+        )
 
 
 # ===================================================================================================
@@ -410,14 +428,26 @@ def test_min_horizon_staircase_by_hand(client):
     vts = steps(T0 + 6 * HOUR, T0 + 19 * HOUR, HOUR)
     for issue in (0, 6, 12):
         write(client, sid, T0 + issue * HOUR, [(t, issue * 100.0 + t.hour) for t in vts])
-    expected = [{"valid_time": iso(t), "value": (0 if t.hour < 12 else 600 if t.hour < 18 else 1200) + t.hour}
-                for t in vts]
+    expected = [
+        {"valid_time": iso(t), "value": (0 if t.hour < 12 else 600 if t.hour < 18 else 1200) + t.hour} for t in vts
+    ]
     assert get(client, sid, min_horizon="PT6H") == expected
 
 
-HORIZONS = [("PT6H", None), (None, "PT12H"), ("PT6H", "PT12H"), ("PT7H", "PT7H"), ("P1D", None),
-            ("PT0S", None), (None, "PT0S"), ("P1DT6H", None), ("PT2H30M", "P1D"), ("p1dt1h", None),
-            ("P1W", None), ("PT0S", "P2DT12H")]
+HORIZONS = [
+    ("PT6H", None),
+    (None, "PT12H"),
+    ("PT6H", "PT12H"),
+    ("PT7H", "PT7H"),
+    ("P1D", None),
+    ("PT0S", None),
+    (None, "PT0S"),
+    ("P1DT6H", None),
+    ("PT2H30M", "P1D"),
+    ("p1dt1h", None),
+    ("P1W", None),
+    ("PT0S", "P2DT12H"),
+]
 
 
 @KIND
@@ -426,9 +456,18 @@ def test_horizon_window(client, overlapping, lo, hi):
     """Versions whose lead valid_time - known_time is in [min_horizon, max_horizon]; latest reads
     take the newest of them per valid_time (the staircase)."""
     sid, vs = six_hourly_issues(client, overlapping)
-    spans = {"PT6H": 6 * HOUR, "PT12H": 12 * HOUR, "PT7H": 7 * HOUR, "P1D": DAY, "PT0S": timedelta(0),
-             "P1DT6H": 30 * HOUR, "PT2H30M": timedelta(hours=2, minutes=30), "p1dt1h": 25 * HOUR,
-             "P1W": 7 * DAY, "P2DT12H": 60 * HOUR}
+    spans = {
+        "PT6H": 6 * HOUR,
+        "PT12H": 12 * HOUR,
+        "PT7H": 7 * HOUR,
+        "P1D": DAY,
+        "PT0S": timedelta(0),
+        "P1DT6H": 30 * HOUR,
+        "PT2H30M": timedelta(hours=2, minutes=30),
+        "p1dt1h": 25 * HOUR,
+        "P1W": 7 * DAY,
+        "P2DT12H": 60 * HOUR,
+    }
     keep = horizon(spans.get(lo), spans.get(hi))
     params = {"min_horizon": lo, "max_horizon": hi}
     assert get(client, sid, **params) == records(latest(vs, keep))
@@ -457,8 +496,10 @@ def test_horizon_with_as_of_and_valid_window(client, overlapping):
 
     def keep(v: V) -> bool:
         return v.kt <= as_of and lo <= v.vt < hi and v.vt - v.kt >= 12 * HOUR
-    assert get(client, sid, min_horizon="PT12H", as_of=iso(as_of), start_valid=iso(lo), end_valid=iso(hi)) == \
-        records(latest(vs, keep))
+
+    assert get(client, sid, min_horizon="PT12H", as_of=iso(as_of), start_valid=iso(lo), end_valid=iso(hi)) == records(
+        latest(vs, keep)
+    )
 
 
 @pytest.mark.parametrize("via", ["GET", "POST"])
@@ -469,18 +510,29 @@ def test_bad_horizon_is_400_naming_it(client, via, param, bad):
     "Negative or malformed durations: 400 naming the parameter"), in GET /values and in the body
     of POST /values/query."""
     sid = make_series(client, name="fc", overlapping=True)
-    resp = (client.get("/values", params={"series_id": sid, param: bad}) if via == "GET"
-            else client.post("/values/query", json={"series": [{"series_id": sid}], param: bad}))
+    resp = (
+        client.get("/values", params={"series_id": sid, param: bad})
+        if via == "GET"
+        else client.post("/values/query", json={"series": [{"series_id": sid}], param: bad})
+    )
     problem(resp, 400, param)
 
 
 def test_min_horizon_above_max_horizon_is_400(client):
     """min_horizon > max_horizon is a 400 naming them; equal bounds are fine."""
     sid = make_series(client, name="fc", overlapping=True)
-    problem(client.get("/values", params={"series_id": sid, "min_horizon": "PT7H", "max_horizon": "PT6H"}),
-            400, "min_horizon")
-    problem(client.post("/values/query", json={"series": [{"series_id": sid}], "min_horizon": "P1D",
-                                               "max_horizon": "PT23H"}), 400, "min_horizon")
+    problem(
+        client.get("/values", params={"series_id": sid, "min_horizon": "PT7H", "max_horizon": "PT6H"}),
+        400,
+        "min_horizon",
+    )
+    problem(
+        client.post(
+            "/values/query", json={"series": [{"series_id": sid}], "min_horizon": "P1D", "max_horizon": "PT23H"}
+        ),
+        400,
+        "min_horizon",
+    )
     assert get(client, sid, min_horizon="P1D", max_horizon="PT24H") == []
 
 
@@ -489,8 +541,9 @@ def test_min_horizon_above_max_horizon_is_400(client):
 # ===================================================================================================
 
 
-def day_ahead_data(client: Any, overlapping: bool, tz: str | None, day: date, days_ahead: int,
-                   issue_time: str) -> tuple[int, list[V], datetime, datetime]:
+def day_ahead_data(
+    client: Any, overlapping: bool, tz: str | None, day: date, days_ahead: int, issue_time: str
+) -> tuple[int, list[V], datetime, datetime]:
     """Half-hourly valid_times over the local days day-1 .. day+1 (in tz), and issues exactly at
     each of their three cutoffs and 30 minutes, 1 hour and 2 hours either side of it, plus an
     early issue; each issue covers every valid_time, value = 1000 * issue + point."""
@@ -507,18 +560,24 @@ def day_ahead_data(client: Any, overlapping: bool, tz: str | None, day: date, da
 
 
 DAY_AHEAD = [
-    (BERLIN, date(2025, 3, 30), 1, "06:00"), (BERLIN, date(2025, 10, 26), 1, "06:00"),
-    (NEW_YORK, date(2025, 3, 9), 1, "06:00"), (NEW_YORK, date(2025, 11, 2), 1, "06:00"),
-    (BERLIN, date(2025, 3, 31), 1, "06:00"),     # the cutoff falls on the 23-hour day
-    (BERLIN, date(2025, 10, 26), 0, "00:00"), (NEW_YORK, date(2025, 3, 9), 0, "12:00"),
-    (BERLIN, date(2025, 10, 27), 2, "12:00"), (NEW_YORK, date(2025, 11, 3), 2, "23:00"),
-    (NEW_YORK, date(2025, 11, 2), 7, "09:30"), (None, date(2025, 3, 30), 1, "06:00"),
+    (BERLIN, date(2025, 3, 30), 1, "06:00"),
+    (BERLIN, date(2025, 10, 26), 1, "06:00"),
+    (NEW_YORK, date(2025, 3, 9), 1, "06:00"),
+    (NEW_YORK, date(2025, 11, 2), 1, "06:00"),
+    (BERLIN, date(2025, 3, 31), 1, "06:00"),  # the cutoff falls on the 23-hour day
+    (BERLIN, date(2025, 10, 26), 0, "00:00"),
+    (NEW_YORK, date(2025, 3, 9), 0, "12:00"),
+    (BERLIN, date(2025, 10, 27), 2, "12:00"),
+    (NEW_YORK, date(2025, 11, 3), 2, "23:00"),
+    (NEW_YORK, date(2025, 11, 2), 7, "09:30"),
+    (None, date(2025, 3, 30), 1, "06:00"),
 ]
 
 
 @KIND
-@pytest.mark.parametrize(("tz", "day", "days_ahead", "issue_time"), DAY_AHEAD,
-                         ids=[f"{tz}-{day}-{n}d-{t}" for tz, day, n, t in DAY_AHEAD])
+@pytest.mark.parametrize(
+    ("tz", "day", "days_ahead", "issue_time"), DAY_AHEAD, ids=[f"{tz}-{day}-{n}d-{t}" for tz, day, n, t in DAY_AHEAD]
+)
 def test_day_ahead_cutoff(client, overlapping, tz, day, days_ahead, issue_time):
     """For each valid_time with local date D, the newest version known by (D - days_ahead) at
     issue_time local (inclusive), on and around DST days; timestamps carry tz's offset."""
@@ -532,8 +591,7 @@ def test_day_ahead_cutoff(client, overlapping, tz, day, days_ahead, issue_time):
 def test_day_ahead_issue_time_defaults_to_midnight(client):
     """days_ahead without issue_time: the cutoff is local midnight of D - days_ahead."""
     sid, vs, _, _ = day_ahead_data(client, True, NEW_YORK, date(2025, 11, 2), 1, "00:00")
-    assert get(client, sid, days_ahead=1, tz=NEW_YORK) == records(latest(vs, day_ahead(1, "00:00", NEW_YORK)),
-                                                                  NEW_YORK)
+    assert get(client, sid, days_ahead=1, tz=NEW_YORK) == records(latest(vs, day_ahead(1, "00:00", NEW_YORK)), NEW_YORK)
 
 
 @KIND
@@ -543,18 +601,27 @@ def test_day_ahead_by_hand_in_berlin_on_the_23_hour_day(client, overlapping):
     06:00+02:00 (04:00Z)."""
     sid = make_series(client, name="fc", overlapping=overlapping)
     vts = [utc("2025-03-29T23:00:00Z"), utc("2025-03-30T21:00:00Z"), utc("2025-03-30T22:00:00Z")]
-    for kt, base in (("2025-03-29T04:59:59Z", 1.0), ("2025-03-29T05:00:00Z", 2.0), ("2025-03-29T05:00:01Z", 3.0),
-                     ("2025-03-30T04:00:00Z", 4.0), ("2025-03-30T04:30:00Z", 5.0)):
+    for kt, base in (
+        ("2025-03-29T04:59:59Z", 1.0),
+        ("2025-03-29T05:00:00Z", 2.0),
+        ("2025-03-29T05:00:01Z", 3.0),
+        ("2025-03-30T04:00:00Z", 4.0),
+        ("2025-03-30T04:30:00Z", 5.0),
+    ):
         write(client, sid, utc(kt), [(t, base) for t in vts])
     assert get(client, sid, days_ahead=1, issue_time="06:00", tz=BERLIN) == [
         {"valid_time": "2025-03-30T00:00:00+01:00", "value": 2.0},
         {"valid_time": "2025-03-30T23:00:00+02:00", "value": 2.0},
-        {"valid_time": "2025-03-31T00:00:00+02:00", "value": 4.0}]
+        {"valid_time": "2025-03-31T00:00:00+02:00", "value": 4.0},
+    ]
 
 
 @KIND
-@pytest.mark.parametrize(("tz", "day"), [(BERLIN, date(2025, 10, 26)), (NEW_YORK, date(2025, 3, 9)),
-                                         (NEW_YORK, date(2025, 11, 2))], ids=["Berlin", "NY-spring", "NY-fall"])
+@pytest.mark.parametrize(
+    ("tz", "day"),
+    [(BERLIN, date(2025, 10, 26)), (NEW_YORK, date(2025, 3, 9)), (NEW_YORK, date(2025, 11, 2))],
+    ids=["Berlin", "NY-spring", "NY-fall"],
+)
 def test_day_ahead_intervals_crossing_midnight(client, overlapping, tz, day):
     """Intervals from 22:00 and 23:00 local to 01:00 the next day: D is the start's date; the
     interval ends print with the offset of their own instant."""
@@ -572,8 +639,9 @@ def test_day_ahead_intervals_crossing_midnight(client, overlapping, tz, day):
     data = get(client, sid, days_ahead=1, issue_time="06:00", tz=tz)
     assert data == records(latest(vs, day_ahead(1, "06:00", tz)), tz)
     assert len(data) == 6
-    assert all(r["valid_time_end"][11:19] == "01:00:00" and r["valid_time_end"][:10] > r["valid_time"][:10]
-               for r in data)
+    assert all(
+        r["valid_time_end"][11:19] == "01:00:00" and r["valid_time_end"][:10] > r["valid_time"][:10] for r in data
+    )
 
 
 @KIND
@@ -587,11 +655,13 @@ def test_day_ahead_valid_times_next_to_local_midnight(client, overlapping):
     write(client, sid, datetime(2025, 11, 1, 6, 0, tzinfo=zone).astimezone(UTC), [(before, 2.0), (after, 2.0)])
     assert get(client, sid, days_ahead=1, issue_time="06:00", tz=NEW_YORK) == [
         {"valid_time": "2025-11-01T23:59:00-04:00", "value": 1.0},
-        {"valid_time": "2025-11-02T00:00:00-04:00", "value": 2.0}]
+        {"valid_time": "2025-11-02T00:00:00-04:00", "value": 2.0},
+    ]
     # in UTC both valid_times are on 2 November (03:59Z, 04:00Z): the same cutoff, 1 Nov 06:00Z
     assert get(client, sid, days_ahead=1, issue_time="06:00") == [
         {"valid_time": "2025-11-02T03:59:00+00:00", "value": 1.0},
-        {"valid_time": "2025-11-02T04:00:00+00:00", "value": 1.0}]
+        {"valid_time": "2025-11-02T04:00:00+00:00", "value": 1.0},
+    ]
 
 
 @KIND
@@ -613,19 +683,33 @@ def test_day_ahead_with_as_of_and_corrections(client, overlapping):
         assert get(client, sid, as_of=iso(c)) == [{"valid_time": iso(vt), "value": 9.0}]
 
 
-@pytest.mark.parametrize(("params", "name"), [
-    ({"issue_time": "06:00"}, "issue_time"),
-    ({"issue_time": "06:00", "tz": BERLIN}, "issue_time"),
-    ({"days_ahead": 1, "tz": "Mars/Olympus"}, "tz"),
-    ({"tz": "Europe/Berlinn"}, "tz"),
-    ({"resample": "PT1H", "tz": "Nowhere"}, "tz"),
-    ({"days_ahead": 1, "issue_time": "6:00"}, None),
-    ({"days_ahead": 1, "issue_time": "24:00"}, None),
-    ({"days_ahead": -1}, None),
-    ({"days_ahead": 367}, None),
-    ({"days_ahead": "x"}, None),
-], ids=["issue-without-days", "issue-tz-without-days", "unknown-tz", "typo-tz", "unknown-tz-resample",
-        "bad-issue", "issue-24", "days-negative", "days-367", "days-text"])
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({"issue_time": "06:00"}, "issue_time"),
+        ({"issue_time": "06:00", "tz": BERLIN}, "issue_time"),
+        ({"days_ahead": 1, "tz": "Mars/Olympus"}, "tz"),
+        ({"tz": "Europe/Berlinn"}, "tz"),
+        ({"resample": "PT1H", "tz": "Nowhere"}, "tz"),
+        ({"days_ahead": 1, "issue_time": "6:00"}, None),
+        ({"days_ahead": 1, "issue_time": "24:00"}, None),
+        ({"days_ahead": -1}, None),
+        ({"days_ahead": 367}, None),
+        ({"days_ahead": "x"}, None),
+    ],
+    ids=[
+        "issue-without-days",
+        "issue-tz-without-days",
+        "unknown-tz",
+        "typo-tz",
+        "unknown-tz-resample",
+        "bad-issue",
+        "issue-24",
+        "days-negative",
+        "days-367",
+        "days-text",
+    ],
+)
 def test_bad_day_ahead_parameters_are_400(client, params, name):
     """issue_time without days_ahead and an unknown tz: 400 naming the parameter; values outside
     the schema (issue_time not HH:MM, days_ahead outside 0-366): 400 (GET and POST)."""
@@ -645,17 +729,29 @@ def test_tz_output_strings_by_hand(client):
     times = ["2025-03-30T00:30:00Z", "2025-03-30T01:00:00Z", "2025-11-02T05:30:00Z", "2025-11-02T06:30:00Z"]
     write(client, sid, utc("2025-01-01T00:00:00Z"), [(utc(t), float(i)) for i, t in enumerate(times)])
     assert [r["valid_time"] for r in get(client, sid, tz=BERLIN)] == [
-        "2025-03-30T01:30:00+01:00", "2025-03-30T03:00:00+02:00", "2025-11-02T06:30:00+01:00",
-        "2025-11-02T07:30:00+01:00"]
+        "2025-03-30T01:30:00+01:00",
+        "2025-03-30T03:00:00+02:00",
+        "2025-11-02T06:30:00+01:00",
+        "2025-11-02T07:30:00+01:00",
+    ]
     assert [r["valid_time"] for r in get(client, sid, tz=NEW_YORK)] == [
-        "2025-03-29T20:30:00-04:00", "2025-03-29T21:00:00-04:00", "2025-11-02T01:30:00-04:00",
-        "2025-11-02T01:30:00-05:00"]
+        "2025-03-29T20:30:00-04:00",
+        "2025-03-29T21:00:00-04:00",
+        "2025-11-02T01:30:00-04:00",
+        "2025-11-02T01:30:00-05:00",
+    ]
     assert [r["valid_time"] for r in get(client, sid)] == [
-        "2025-03-30T00:30:00+00:00", "2025-03-30T01:00:00+00:00", "2025-11-02T05:30:00+00:00",
-        "2025-11-02T06:30:00+00:00"]
+        "2025-03-30T00:30:00+00:00",
+        "2025-03-30T01:00:00+00:00",
+        "2025-11-02T05:30:00+00:00",
+        "2025-11-02T06:30:00+00:00",
+    ]
     assert [r["valid_time"] for r in get(client, sid, tz="UTC")] == [
-        "2025-03-30T00:30:00+00:00", "2025-03-30T01:00:00+00:00", "2025-11-02T05:30:00+00:00",
-        "2025-11-02T06:30:00+00:00"]
+        "2025-03-30T00:30:00+00:00",
+        "2025-03-30T01:00:00+00:00",
+        "2025-11-02T05:30:00+00:00",
+        "2025-11-02T06:30:00+00:00",
+    ]
 
 
 @KIND
@@ -716,11 +812,13 @@ def test_resample_every_agg(client, tz, day, step):
     assert get(client, sid, resample=step, tz=tz) == resampled(vs, step, "mean", tz)  # agg defaults to mean
 
 
-ODD_ZONES = [("Asia/Kolkata", date(2025, 3, 30)),             # +05:30, no DST
-             ("Australia/Lord_Howe", date(2025, 4, 6)),      # 02:00+11:00 -> 01:30+10:30
-             ("Australia/Lord_Howe", date(2025, 10, 5)),     # 02:00+10:30 -> 02:30+11:00
-             ("Antarctica/Troll", date(2025, 3, 30)),        # 01:00+00:00 -> 03:00+02:00
-             ("Antarctica/Troll", date(2025, 10, 26))]       # 03:00+02:00 -> 01:00+00:00
+ODD_ZONES = [
+    ("Asia/Kolkata", date(2025, 3, 30)),  # +05:30, no DST
+    ("Australia/Lord_Howe", date(2025, 4, 6)),  # 02:00+11:00 -> 01:30+10:30
+    ("Australia/Lord_Howe", date(2025, 10, 5)),  # 02:00+10:30 -> 02:30+11:00
+    ("Antarctica/Troll", date(2025, 3, 30)),  # 01:00+00:00 -> 03:00+02:00
+    ("Antarctica/Troll", date(2025, 10, 26)),
+]  # 03:00+02:00 -> 01:00+00:00
 
 
 @pytest.mark.parametrize("step", ["PT15M", "PT45M", "PT1H", "PT6H", "PT12H", "P1D"])
@@ -746,7 +844,8 @@ def test_resample_on_dst_days_by_hand(client, tz, day, hours):
     assert end - start == hours * HOUR
     write(client, sid, T0, [(t, 1.0) for t in steps(start, end, 15 * MINUTE)])
     assert get(client, sid, resample="P1D", agg="count", tz=tz) == [
-        {"valid_time": iso(start, tz), "valid_time_end": iso(end, tz), "value": 4 * hours}]
+        {"valid_time": iso(start, tz), "valid_time_end": iso(end, tz), "value": 4 * hours}
+    ]
     hourly = get(client, sid, resample="PT1H", agg="count", tz=tz)
     assert len(hourly) == hours
     assert [r["value"] for r in hourly] == [4] * hours
@@ -758,17 +857,24 @@ def test_resample_day_bucket_strings_by_hand(client):
     """Berlin, 26 October 2025: the day is 00:00+02:00 .. 27 Oct 00:00+01:00; hourly buckets
     include 02:00+02:00 and 02:00+01:00."""
     sid = make_series(client, name="meter")
-    write(client, sid, T0, [(utc("2025-10-25T23:30:00Z"), 1.0), (utc("2025-10-26T00:30:00Z"), 2.0),
-                            (utc("2025-10-26T01:30:00Z"), 3.0)])
+    write(
+        client,
+        sid,
+        T0,
+        [(utc("2025-10-25T23:30:00Z"), 1.0), (utc("2025-10-26T00:30:00Z"), 2.0), (utc("2025-10-26T01:30:00Z"), 3.0)],
+    )
     assert get(client, sid, resample="P1D", agg="sum", tz=BERLIN) == [
-        {"valid_time": "2025-10-26T00:00:00+02:00", "valid_time_end": "2025-10-27T00:00:00+01:00", "value": 6.0}]
+        {"valid_time": "2025-10-26T00:00:00+02:00", "valid_time_end": "2025-10-27T00:00:00+01:00", "value": 6.0}
+    ]
     assert get(client, sid, resample="PT1H", agg="sum", tz=BERLIN) == [
         {"valid_time": "2025-10-26T01:00:00+02:00", "valid_time_end": "2025-10-26T02:00:00+02:00", "value": 1.0},
         {"valid_time": "2025-10-26T02:00:00+02:00", "valid_time_end": "2025-10-26T02:00:00+01:00", "value": 2.0},
-        {"valid_time": "2025-10-26T02:00:00+01:00", "valid_time_end": "2025-10-26T03:00:00+01:00", "value": 3.0}]
+        {"valid_time": "2025-10-26T02:00:00+01:00", "valid_time_end": "2025-10-26T03:00:00+01:00", "value": 3.0},
+    ]
     assert get(client, sid, resample="P1D", agg="sum") == [
         {"valid_time": "2025-10-25T00:00:00+00:00", "valid_time_end": "2025-10-26T00:00:00+00:00", "value": 1.0},
-        {"valid_time": "2025-10-26T00:00:00+00:00", "valid_time_end": "2025-10-27T00:00:00+00:00", "value": 5.0}]
+        {"valid_time": "2025-10-26T00:00:00+00:00", "valid_time_end": "2025-10-27T00:00:00+00:00", "value": 5.0},
+    ]
 
 
 def test_resample_weeks_start_on_monday_and_months_on_the_first(client):
@@ -781,10 +887,12 @@ def test_resample_weeks_start_on_monday_and_months_on_the_first(client):
     assert get(client, sid, resample="P1W", agg="count", tz=NEW_YORK) == [
         {"valid_time": "2025-02-24T00:00:00-05:00", "valid_time_end": "2025-03-03T00:00:00-05:00", "value": 1},
         {"valid_time": "2025-03-03T00:00:00-05:00", "valid_time_end": "2025-03-10T00:00:00-04:00", "value": 1},
-        {"valid_time": "2025-03-31T00:00:00-04:00", "valid_time_end": "2025-04-07T00:00:00-04:00", "value": 2}]
+        {"valid_time": "2025-03-31T00:00:00-04:00", "valid_time_end": "2025-04-07T00:00:00-04:00", "value": 2},
+    ]
     assert get(client, sid, resample="P1M", agg="count", tz=NEW_YORK) == [
         {"valid_time": "2025-03-01T00:00:00-05:00", "valid_time_end": "2025-04-01T00:00:00-04:00", "value": 3},
-        {"valid_time": "2025-04-01T00:00:00-04:00", "valid_time_end": "2025-05-01T00:00:00-04:00", "value": 1}]
+        {"valid_time": "2025-04-01T00:00:00-04:00", "valid_time_end": "2025-05-01T00:00:00-04:00", "value": 1},
+    ]
 
 
 @pytest.mark.parametrize("tz", [None, BERLIN])
@@ -797,15 +905,18 @@ def test_resample_after_version_selection(client, tz, agg):
     day = date(2025, 3, 30)
     vs = quarter_hours(client, sid, tz, day, kt=utc("2025-03-27T00:00:00Z"))
     vts = [v.vt for v in vs][100:300]
-    vs += write(client, sid, utc("2025-03-29T00:00:00Z"),
-                [(t, None if i % 9 == 0 else 1000.0 + i) for i, t in enumerate(vts)])
+    vs += write(
+        client, sid, utc("2025-03-29T00:00:00Z"), [(t, None if i % 9 == 0 else 1000.0 + i) for i, t in enumerate(vts)]
+    )
     for step in ("PT1H", "P1D"):
         assert get(client, sid, resample=step, agg=agg, tz=tz) == resampled(latest(vs), step, agg, tz)
         assert get(client, sid, resample=step, agg=agg, tz=tz, versions=True) == resampled(
-            every_version(vs), step, agg, tz, with_known=True)
+            every_version(vs), step, agg, tz, with_known=True
+        )
         old = latest(vs, lambda v: v.kt <= utc("2025-03-28T00:00:00Z"))
         assert get(client, sid, resample=step, agg=agg, tz=tz, as_of="2025-03-28T00:00:00Z") == resampled(
-            old, step, agg, tz)
+            old, step, agg, tz
+        )
         far = latest(vs, horizon(2 * DAY, None))
         assert get(client, sid, resample=step, agg=agg, tz=tz, min_horizon="P2D") == resampled(far, step, agg, tz)
 
@@ -824,16 +935,25 @@ def test_resample_flat_series_after_corrections_and_rewrites(client, agg):
     assert get(client, sid, resample="PT6H", agg=agg, tz=NEW_YORK) == resampled(current, "PT6H", agg, NEW_YORK)
     per_write = every_version(vs) + [V(v.kt, v.vt, -5.0) if v.vt == vs[210].vt else v for v in rewrite]
     assert get(client, sid, resample="P1D", agg=agg, tz=NEW_YORK, versions=True) == resampled(
-        per_write, "P1D", agg, NEW_YORK, with_known=True)
+        per_write, "P1D", agg, NEW_YORK, with_known=True
+    )
 
 
 def test_resample_of_intervals_uses_the_bucket_end(client):
     """Stored interval ends do not leak into resampled records: valid_time_end is the bucket end."""
     sid = make_series(client, name="meter")
-    write(client, sid, T0, [(utc("2025-01-01T00:00:00Z"), 1.0, utc("2025-01-01T05:00:00Z")),
-                            (utc("2025-01-01T00:30:00Z"), 3.0, utc("2025-01-01T00:45:00Z"))])
+    write(
+        client,
+        sid,
+        T0,
+        [
+            (utc("2025-01-01T00:00:00Z"), 1.0, utc("2025-01-01T05:00:00Z")),
+            (utc("2025-01-01T00:30:00Z"), 3.0, utc("2025-01-01T00:45:00Z")),
+        ],
+    )
     assert get(client, sid, resample="PT1H", agg="mean") == [
-        {"valid_time": "2025-01-01T00:00:00+00:00", "valid_time_end": "2025-01-01T01:00:00+00:00", "value": 2.0}]
+        {"valid_time": "2025-01-01T00:00:00+00:00", "valid_time_end": "2025-01-01T01:00:00+00:00", "value": 2.0}
+    ]
 
 
 def test_buckets_without_data_are_absent(client):
@@ -842,22 +962,27 @@ def test_buckets_without_data_are_absent(client):
     write(client, sid, T0, [(utc("2025-01-01T00:10:00Z"), 1.0), (utc("2025-01-01T05:10:00Z"), 2.0)])
     assert get(client, sid, resample="PT1H", agg="count") == [
         {"valid_time": "2025-01-01T00:00:00+00:00", "valid_time_end": "2025-01-01T01:00:00+00:00", "value": 1},
-        {"valid_time": "2025-01-01T05:00:00+00:00", "valid_time_end": "2025-01-01T06:00:00+00:00", "value": 1}]
+        {"valid_time": "2025-01-01T05:00:00+00:00", "valid_time_end": "2025-01-01T06:00:00+00:00", "value": 1},
+    ]
 
 
-@pytest.mark.parametrize(("params", "name"), [
-    ({"resample": "PT1H", "include_updates": "true"}, "resample"),
-    ({"agg": "sum"}, "agg"),
-    ({"resample": "PT7M"}, "resample"),
-    ({"resample": "PT13H"}, "resample"),
-    ({"resample": "P2D"}, "resample"),
-    ({"resample": "PT30S"}, "resample"),
-    ({"resample": "PT0S"}, "resample"),
-    ({"resample": "P1Y"}, "resample"),
-    ({"resample": "P2W"}, "resample"),
-    ({"resample": "PT1H", "agg": "median"}, None),
-    ({"resample": "1H"}, None),
-], ids=["audit", "agg-alone", "PT7M", "PT13H", "P2D", "PT30S", "PT0S", "P1Y", "P2W", "median", "no-P"])
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({"resample": "PT1H", "include_updates": "true"}, "resample"),
+        ({"agg": "sum"}, "agg"),
+        ({"resample": "PT7M"}, "resample"),
+        ({"resample": "PT13H"}, "resample"),
+        ({"resample": "P2D"}, "resample"),
+        ({"resample": "PT30S"}, "resample"),
+        ({"resample": "PT0S"}, "resample"),
+        ({"resample": "P1Y"}, "resample"),
+        ({"resample": "P2W"}, "resample"),
+        ({"resample": "PT1H", "agg": "median"}, None),
+        ({"resample": "1H"}, None),
+    ],
+    ids=["audit", "agg-alone", "PT7M", "PT13H", "P2D", "PT30S", "PT0S", "P1Y", "P2W", "median", "no-P"],
+)
 def test_bad_resample_is_400(client, params, name):
     """Unsupported durations, agg without resample, resample of the audit trail: 400 naming the
     parameter; values outside the schema (an unknown agg, no leading P): 400."""
@@ -893,18 +1018,31 @@ def catalogue(client: Any) -> Catalogue:
     b = make_series(client, name="wind", labels={"site": "b"}, unit="MW", overlapping=True)
     c = make_series(client, name="solar", labels={"site": "a"}, unit="kW", overlapping=True)
     vts = steps(Q0, Q0 + 3 * DAY, HOUR)
-    for j, kt in enumerate(("2025-03-27T05:00:00Z", "2025-03-28T05:00:00Z", "2025-03-29T04:00:00Z",
-                            "2025-03-30T03:00:00Z", "2025-03-30T05:00:00Z")):
+    for j, kt in enumerate(
+        (
+            "2025-03-27T05:00:00Z",
+            "2025-03-28T05:00:00Z",
+            "2025-03-29T04:00:00Z",
+            "2025-03-30T03:00:00Z",
+            "2025-03-30T05:00:00Z",
+        )
+    ):
         write(client, a, utc(kt), [(t, 10.0 * j + i) for i, t in enumerate(vts) if (i + j) % 4])
         write(client, b, utc(kt), [(t, 1000.0 * j + i) for i, t in enumerate(vts)])
-        write(client, c, utc(kt), [(t, None if i % 7 == 0 else -float(j * i), t + HOUR)
-                                   for i, t in enumerate(vts) if i % 2 == j % 2])
+        write(
+            client,
+            c,
+            utc(kt),
+            [(t, None if i % 7 == 0 else -float(j * i), t + HOUR) for i, t in enumerate(vts) if i % 2 == j % 2],
+        )
     changed = correct(client, b, vts[30], 0.5)
     correct(client, a, vts[31], 0.25)
     correct(client, c, vts[1], 7.0, known_time=utc("2025-03-28T05:00:00Z"))
-    meta = {a: {"series_id": a, "name": "wind", "labels": {"site": "a", "model": "x"}, "unit": "MW"},
-            b: {"series_id": b, "name": "wind", "labels": {"site": "b"}, "unit": "MW"},
-            c: {"series_id": c, "name": "solar", "labels": {"site": "a"}, "unit": "kW"}}
+    meta = {
+        a: {"series_id": a, "name": "wind", "labels": {"site": "a", "model": "x"}, "unit": "MW"},
+        b: {"series_id": b, "name": "wind", "labels": {"site": "b"}, "unit": "MW"},
+        c: {"series_id": c, "name": "solar", "labels": {"site": "a"}, "unit": "kW"},
+    }
     return Catalogue(a, b, c, meta, changed)
 
 
@@ -919,8 +1057,9 @@ def get_params(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def assert_series_by_series(client: Any, doc: dict[str, Any], order: list[int], cat: Catalogue,
-                            params: dict[str, Any]) -> None:
+def assert_series_by_series(
+    client: Any, doc: dict[str, Any], order: list[int], cat: Catalogue, params: dict[str, Any]
+) -> None:
     """doc answers the series of order, one after the other, each exactly as GET /values does."""
     assert doc["series"] == [cat.meta[s] for s in order]
     ids = [r["series_id"] for r in doc["data"]]
@@ -932,27 +1071,37 @@ def assert_series_by_series(client: Any, doc: dict[str, Any], order: list[int], 
 
 
 QUERY_PARAMS = [
-    {}, {"mode": "versions"}, {"mode": "audit"},
-    {"as_of": "2025-03-29T04:00:00Z"}, {"as_of": "2025-03-28T05:00:00Z", "mode": "versions"},
+    {},
+    {"mode": "versions"},
+    {"mode": "audit"},
+    {"as_of": "2025-03-29T04:00:00Z"},
+    {"as_of": "2025-03-28T05:00:00Z", "mode": "versions"},
     {"as_of": "2025-03-30T03:00:00Z", "mode": "audit"},
     {"end_known": "2025-03-29T04:00:00Z", "start_valid": "2025-03-29T12:00:00Z", "end_valid": "2025-03-30T12:00:00Z"},
     {"start_known": "2025-03-28T05:00:00Z", "mode": "versions"},
-    {"min_horizon": "PT20H"}, {"min_horizon": "PT6H", "max_horizon": "P1DT12H", "mode": "versions"},
+    {"min_horizon": "PT20H"},
+    {"min_horizon": "PT6H", "max_horizon": "P1DT12H", "mode": "versions"},
     {"max_horizon": "PT0S", "mode": "audit"},
     {"days_ahead": 1, "issue_time": "06:00", "tz": BERLIN},
     {"days_ahead": 0, "tz": NEW_YORK, "mode": "versions"},
     {"days_ahead": 1, "issue_time": "05:00"},
-    {"resample": "PT6H", "agg": "max", "tz": BERLIN}, {"resample": "P1D", "tz": NEW_YORK, "mode": "versions"},
+    {"resample": "PT6H", "agg": "max", "tz": BERLIN},
+    {"resample": "P1D", "tz": NEW_YORK, "mode": "versions"},
     {"resample": "PT1H", "agg": "count", "as_of": "2025-03-30T03:00:00Z"},
     {"resample": "P1W", "agg": "first", "days_ahead": 1, "issue_time": "06:00", "tz": BERLIN},
-    {"start_valid": "2025-03-30T00:00:00+01:00", "end_valid": "2025-03-31T00:00:00+02:00", "tz": BERLIN,
-     "mode": "audit"},
+    {
+        "start_valid": "2025-03-30T00:00:00+01:00",
+        "end_valid": "2025-03-31T00:00:00+02:00",
+        "tz": BERLIN,
+        "mode": "audit",
+    },
     {"tz": "Asia/Kolkata", "mode": "versions"},
 ]
 
 
-@pytest.mark.parametrize("params", QUERY_PARAMS, ids=[",".join(f"{k}={v}" for k, v in p.items()) or "latest"
-                                                      for p in QUERY_PARAMS])
+@pytest.mark.parametrize(
+    "params", QUERY_PARAMS, ids=[",".join(f"{k}={v}" for k, v in p.items()) or "latest" for p in QUERY_PARAMS]
+)
 def test_query_answers_each_listed_series_as_get_does(client, params):
     """A list (by id and by name + labels, flat and overlapping) is answered in its order, each
     series' records exactly those of GET /values with the same parameters."""
@@ -973,16 +1122,30 @@ def test_query_as_of_sees_a_correction_from_its_change_time(client):
     before = query(client, {"series": [{"series_id": cat.b}], "as_of": iso(cat.changed - US)})["data"]
     after = query(client, {"series": [{"series_id": cat.b}], "as_of": iso(cat.changed)})["data"]
     assert [r for r in after if r not in before] == [
-        {"series_id": cat.b, "valid_time": iso(Q0 + 30 * HOUR), "value": 0.5}]
+        {"series_id": cat.b, "valid_time": iso(Q0 + 30 * HOUR), "value": 0.5}
+    ]
 
 
-@pytest.mark.parametrize(("flt", "which"), [
-    ({"name": "wind"}, "ab"), ({"labels": {"site": "a"}}, "ac"), ({"unit": "kW"}, "c"),
-    ({}, "abc"), ({"name": "wind", "labels": {"site": "b"}, "unit": "MW"}, "b"),
-])
-@pytest.mark.parametrize("params", [{}, {"mode": "versions", "min_horizon": "PT12H"},
-                                    {"resample": "PT6H", "agg": "sum", "tz": NEW_YORK}, {"mode": "audit"}],
-                         ids=["latest", "versions", "resample", "audit"])
+@pytest.mark.parametrize(
+    ("flt", "which"),
+    [
+        ({"name": "wind"}, "ab"),
+        ({"labels": {"site": "a"}}, "ac"),
+        ({"unit": "kW"}, "c"),
+        ({}, "abc"),
+        ({"name": "wind", "labels": {"site": "b"}, "unit": "MW"}, "b"),
+    ],
+)
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"mode": "versions", "min_horizon": "PT12H"},
+        {"resample": "PT6H", "agg": "sum", "tz": NEW_YORK},
+        {"mode": "audit"},
+    ],
+    ids=["latest", "versions", "resample", "audit"],
+)
 def test_query_filter_reads_every_match_by_series_id(client, flt, which, params):
     """A filter (name, unit, labels containment) reads every matching series, by series_id."""
     cat = catalogue(client)
@@ -999,31 +1162,63 @@ def test_query_reads_series_by_series_then_by_valid_time(client):
     write(client, y, T0, [(T0 + HOUR, 3.0), (T0, 4.0)])
     write(client, y, T0 + HOUR, [(T0 + HOUR, 5.0)])
     doc = query(client, {"series": [{"series_id": y}, {"name": "x"}]})
-    assert doc == {"count": 4, "series": [{"series_id": y, "name": "y", "labels": {}, "unit": "MW"},
-                                          {"series_id": x, "name": "x", "labels": {}, "unit": "MW"}],
-                   "data": [{"series_id": y, "valid_time": iso(T0), "value": 4.0},
-                            {"series_id": y, "valid_time": iso(T0 + HOUR), "value": 5.0},
-                            {"series_id": x, "valid_time": iso(T0), "value": 2.0},
-                            {"series_id": x, "valid_time": iso(T0 + HOUR), "value": 1.0}]}
+    assert doc == {
+        "count": 4,
+        "series": [
+            {"series_id": y, "name": "y", "labels": {}, "unit": "MW"},
+            {"series_id": x, "name": "x", "labels": {}, "unit": "MW"},
+        ],
+        "data": [
+            {"series_id": y, "valid_time": iso(T0), "value": 4.0},
+            {"series_id": y, "valid_time": iso(T0 + HOUR), "value": 5.0},
+            {"series_id": x, "valid_time": iso(T0), "value": 2.0},
+            {"series_id": x, "valid_time": iso(T0 + HOUR), "value": 1.0},
+        ],
+    }
     versions = query(client, {"series": [{"series_id": y}], "mode": "versions", "tz": BERLIN})["data"]
-    assert versions == [{"series_id": y, "known_time": "2025-01-01T01:00:00+01:00",
-                         "valid_time": "2025-01-01T01:00:00+01:00", "value": 4.0},
-                        {"series_id": y, "known_time": "2025-01-01T01:00:00+01:00",
-                         "valid_time": "2025-01-01T02:00:00+01:00", "value": 3.0},
-                        {"series_id": y, "known_time": "2025-01-01T02:00:00+01:00",
-                         "valid_time": "2025-01-01T02:00:00+01:00", "value": 5.0}]
+    assert versions == [
+        {
+            "series_id": y,
+            "known_time": "2025-01-01T01:00:00+01:00",
+            "valid_time": "2025-01-01T01:00:00+01:00",
+            "value": 4.0,
+        },
+        {
+            "series_id": y,
+            "known_time": "2025-01-01T01:00:00+01:00",
+            "valid_time": "2025-01-01T02:00:00+01:00",
+            "value": 3.0,
+        },
+        {
+            "series_id": y,
+            "known_time": "2025-01-01T02:00:00+01:00",
+            "valid_time": "2025-01-01T02:00:00+01:00",
+            "value": 5.0,
+        },
+    ]
 
 
-@pytest.mark.parametrize(("items", "status", "index"), [
-    (lambda c: [{"series_id": c.a}, {"series_id": 999}], 404, 1),
-    (lambda c: [{"name": "nope"}], 404, 0),
-    (lambda c: [{"series_id": c.a}, {"series_id": c.b}, {"name": "wind", "labels": {"site": "z"}}], 404, 2),
-    (lambda c: [{"series_id": c.a}, {"name": "wind"}], 400, 1),
-    (lambda c: [{"labels": {}, "name": "wind"}], 400, 0),
-    (lambda c: [{"series_id": c.a}, {"name": "wind", "labels": {"site": "a"}}], 400, 1),
-    (lambda c: [{"series_id": c.b}, {"series_id": c.c}, {"series_id": c.b}], 400, 2),
-], ids=["unknown-id", "unknown-name", "unknown-labels", "ambiguous", "ambiguous-empty-labels",
-        "duplicate-by-name", "duplicate-id"])
+@pytest.mark.parametrize(
+    ("items", "status", "index"),
+    [
+        (lambda c: [{"series_id": c.a}, {"series_id": 999}], 404, 1),
+        (lambda c: [{"name": "nope"}], 404, 0),
+        (lambda c: [{"series_id": c.a}, {"series_id": c.b}, {"name": "wind", "labels": {"site": "z"}}], 404, 2),
+        (lambda c: [{"series_id": c.a}, {"name": "wind"}], 400, 1),
+        (lambda c: [{"labels": {}, "name": "wind"}], 400, 0),
+        (lambda c: [{"series_id": c.a}, {"name": "wind", "labels": {"site": "a"}}], 400, 1),
+        (lambda c: [{"series_id": c.b}, {"series_id": c.c}, {"series_id": c.b}], 400, 2),
+    ],
+    ids=[
+        "unknown-id",
+        "unknown-name",
+        "unknown-labels",
+        "ambiguous",
+        "ambiguous-empty-labels",
+        "duplicate-by-name",
+        "duplicate-id",
+    ],
+)
 def test_query_item_that_is_not_exactly_one_new_series(client, items, status, index):
     """An item matching no series is a 404, one matching several (or a series listed before) a
     400; the problem names the item by its index."""
@@ -1034,15 +1229,18 @@ def test_query_item_that_is_not_exactly_one_new_series(client, items, status, in
 def test_query_of_more_than_ten_thousand_series_is_413(client):
     """10,001 listed series: 413; 10,000 are allowed (here: the first unknown one is a 404)."""
     problem(client.post("/values/query", json={"series": [{"series_id": i + 1} for i in range(10_001)]}), 413)
-    problem(client.post("/values/query", json={"series": [{"series_id": i + 1} for i in range(10_000)]}), 404,
-            "series[0]")
+    problem(
+        client.post("/values/query", json={"series": [{"series_id": i + 1} for i in range(10_000)]}), 404, "series[0]"
+    )
 
 
 def test_query_filter_matching_more_than_ten_thousand_series_is_422(client, clean_db):
     """A filter matching 10,001 series: 422 (the operation's description); 10,000 are read, by series_id."""
     with psycopg.connect(clean_db, autocommit=True) as conn:  # 10,001 series without data, in one statement
-        conn.execute("INSERT INTO series_table (name, labels) "
-                     "SELECT 'many', jsonb_build_object('i', i::text) FROM generate_series(1, 10001) i")
+        conn.execute(
+            "INSERT INTO series_table (name, labels) "
+            "SELECT 'many', jsonb_build_object('i', i::text) FROM generate_series(1, 10001) i"
+        )
     problem(client.post("/values/query", json={"filter": {"name": "many"}}), 422)
     with psycopg.connect(clean_db, autocommit=True) as conn:
         conn.execute("DELETE FROM series_table WHERE labels->>'i' = '5000'")
@@ -1051,11 +1249,19 @@ def test_query_filter_matching_more_than_ten_thousand_series_is_422(client, clea
     assert [s["series_id"] for s in doc["series"]] == [i for i in range(1, 10_002) if i != 5000]
 
 
-@pytest.mark.parametrize("body", [
-    {"mode": "latest"}, {"series": [], "mode": "latest"}, {"series": [{"series_id": 1}], "filter": {}},
-    {"series": [{"series_id": 1}], "mode": "all"}, {"series": [{"series_id": 1}], "versions": True},
-    {"series": [{"series_id": 1, "name": "x"}]}, {"filter": {"site": "a"}},
-], ids=["neither", "empty-list", "both", "bad-mode", "get-flag", "id-and-name", "bad-filter-field"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"mode": "latest"},
+        {"series": [], "mode": "latest"},
+        {"series": [{"series_id": 1}], "filter": {}},
+        {"series": [{"series_id": 1}], "mode": "all"},
+        {"series": [{"series_id": 1}], "versions": True},
+        {"series": [{"series_id": 1, "name": "x"}]},
+        {"filter": {"site": "a"}},
+    ],
+    ids=["neither", "empty-list", "both", "bad-mode", "get-flag", "id-and-name", "bad-filter-field"],
+)
 def test_query_malformed_body_is_400(client, body):
     """The body must carry series (non-empty) or filter, not both, and only the documented fields."""
     make_series(client, name="x")
@@ -1067,9 +1273,15 @@ def test_query_empty_results(client):
     cat = catalogue(client)
     assert query(client, {"filter": {"name": "nope"}}) == {"count": 0, "series": [], "data": []}
     assert query(client, {"filter": {"name": "wind"}, "as_of": "2025-03-27T04:59:59Z"}) == {
-        "count": 0, "series": [cat.meta[cat.a], cat.meta[cat.b]], "data": []}
+        "count": 0,
+        "series": [cat.meta[cat.a], cat.meta[cat.b]],
+        "data": [],
+    }
     assert query(client, {"series": [{"series_id": cat.c}], "mode": "audit", "start_valid": "2030-01-01"}) == {
-        "count": 0, "series": [cat.meta[cat.c]], "data": []}
+        "count": 0,
+        "series": [cat.meta[cat.c]],
+        "data": [],
+    }
 
 
 def test_query_large_answer_is_streamed_with_count_last(live):
@@ -1099,6 +1311,7 @@ def test_query_large_answer_is_streamed_with_count_last(live):
 # ===================================================================================================
 # empty results
 # ===================================================================================================
+
 
 def two_issues_at_noon(client: Any, overlapping: bool) -> tuple[int, list[V]]:
     """Issues (writes) at 00:00 and 06:00 on 1 January 2025 for 12:00 and 13:00."""
@@ -1144,5 +1357,8 @@ def test_parameters_that_select_nothing_answer_count_zero(client, overlapping, p
         assert resp.json() == {"count": 0, "data": []}, mode
     for mode in ["latest", "versions"] + ([] if "resample" in params else ["audit"]):
         assert query(client, {"series": [{"series_id": sid}], "mode": mode, **params}) == {
-            "count": 0, "series": [{"series_id": sid, "name": "fc", "labels": {}, "unit": "MW"}], "data": []}
+            "count": 0,
+            "series": [{"series_id": sid, "name": "fc", "labels": {}, "unit": "MW"}],
+            "data": [],
+        }
     assert get(client, sid) != []

@@ -23,8 +23,18 @@ BODY_ENDPOINTS = [
     ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01T00:00:00Z", "value": 2.0}]}),
 ]
 BODY_IDS = [f"{m} {p}" for m, p, _ in BODY_ENDPOINTS]
-LEAKS = ("fatal", "sqlstate", "does not exist", "series_table", "timedb_test_", "connection to server",
-         "operationalerror", "pool", "127.0.0.1", "postgres")
+LEAKS = (
+    "fatal",
+    "sqlstate",
+    "does not exist",
+    "series_table",
+    "timedb_test_",
+    "connection to server",
+    "operationalerror",
+    "pool",
+    "127.0.0.1",
+    "postgres",
+)
 
 
 def assert_no_leak(resp: Any) -> None:
@@ -40,10 +50,11 @@ def dbname(dsn: str) -> str:
 # ------------------------------------------------------------------ bodies
 
 
-@pytest.mark.parametrize("raw", [b"{bad", b'{"name": "a",}', b"[", b"{'name': 'a'}", b'{"name": "a"} x',
-                                 b'{"name": "a\\x"}'],
-                         ids=["bad", "trailing-comma", "bracket", "single-quotes", "trailing-garbage",
-                              "bad-escape"])
+@pytest.mark.parametrize(
+    "raw",
+    [b"{bad", b'{"name": "a",}', b"[", b"{'name': 'a'}", b'{"name": "a"} x', b'{"name": "a\\x"}'],
+    ids=["bad", "trailing-comma", "bracket", "single-quotes", "trailing-garbage", "bad-escape"],
+)
 @pytest.mark.parametrize(("method", "path", "_body"), BODY_ENDPOINTS, ids=BODY_IDS)
 def test_malformed_json_is_400(client, method, path, _body, raw):
     assert_problem(client.request(method, path, content=raw, headers=JSON), 400)
@@ -55,8 +66,11 @@ def test_non_utf8_body_is_400(client, method, path, _body):
     assert_problem(resp, 400)
 
 
-@pytest.mark.parametrize("raw", [b"", b"   ", b"\n", b"null", b"[]", b'"x"', b"1"],
-                         ids=["empty", "spaces", "newline", "null", "array", "string", "number"])
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"   ", b"\n", b"null", b"[]", b'"x"', b"1"],
+    ids=["empty", "spaces", "newline", "null", "array", "string", "number"],
+)
 @pytest.mark.parametrize(("method", "path", "_body"), BODY_ENDPOINTS, ids=BODY_IDS)
 def test_empty_or_non_object_body_is_400(client, method, path, _body, raw):
     assert_problem(client.request(method, path, content=raw, headers=JSON), 400)
@@ -67,8 +81,10 @@ def test_missing_body_is_400(client, method, path, _body):
     assert_problem(client.request(method, path), 400)
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "application/xml", "multipart/form-data; boundary=x"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "application/xml", "multipart/form-data; boundary=x"],
+)
 @pytest.mark.parametrize(("method", "path", "body"), BODY_ENDPOINTS, ids=BODY_IDS)
 def test_wrong_content_type_is_415(client, method, path, body, content_type):
     resp = client.request(method, path, content=json.dumps(body), headers={"Content-Type": content_type})
@@ -76,8 +92,9 @@ def test_wrong_content_type_is_415(client, method, path, body, content_type):
 
 
 def test_json_with_charset_is_accepted(client):
-    resp = client.post("/series", content=json.dumps({"name": "a"}),
-                       headers={"Content-Type": "application/json; charset=utf-8"})
+    resp = client.post(
+        "/series", content=json.dumps({"name": "a"}), headers={"Content-Type": "application/json; charset=utf-8"}
+    )
     assert resp.status_code == 200, resp.text
 
 
@@ -92,25 +109,29 @@ def test_non_finite_number_is_422(client):
 # ------------------------------------------------------ the validator validates
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("POST", "/values", {"series_id": 1, "data": [{**POINT, "extra": 1}]}),
-    ("POST", "/values", {"series_id": 1, "data": [{**POINT, "value": "1.0"}]}),
-    ("POST", "/values", {"series_id": 1, "data": [{"valid_time": "yesterday", "value": 1.0}]}),
-    ("POST", "/values", {"series_id": 1, "data": [{"value": 1.0}]}),
-    ("POST", "/values", {"series_id": 1, "data": []}),
-    ("POST", "/values", {"series_id": "1", "data": [POINT]}),
-    ("POST", "/values", {"series_id": 0, "data": [POINT]}),
-    ("POST", "/values", {"series_id": 1, "data": [POINT], "bogus": True}),
-    ("POST", "/values", {"series_id": 1, "data": [POINT], "labels": {"site": 1}}),
-    ("POST", "/values", {"series_id": 1}),
-    ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01", "value": "x"}]}),
-    ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01", "bogus": 1}]}),
-    ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01", "tags": "a"}]}),
-    ("PUT", "/values", {"updates": []}),
-    ("PUT", "/values", {"update": [{"series_id": 1, "valid_time": "2025-01-01"}]}),
-    ("POST", "/series", {"name": "a", "labels": {"site": 1}}),
-    ("POST", "/series", {"name": "a", "bogus": 1}),
-], ids=lambda v: json.dumps(v)[:70] if isinstance(v, dict) else v)
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/values", {"series_id": 1, "data": [{**POINT, "extra": 1}]}),
+        ("POST", "/values", {"series_id": 1, "data": [{**POINT, "value": "1.0"}]}),
+        ("POST", "/values", {"series_id": 1, "data": [{"valid_time": "yesterday", "value": 1.0}]}),
+        ("POST", "/values", {"series_id": 1, "data": [{"value": 1.0}]}),
+        ("POST", "/values", {"series_id": 1, "data": []}),
+        ("POST", "/values", {"series_id": "1", "data": [POINT]}),
+        ("POST", "/values", {"series_id": 0, "data": [POINT]}),
+        ("POST", "/values", {"series_id": 1, "data": [POINT], "bogus": True}),
+        ("POST", "/values", {"series_id": 1, "data": [POINT], "labels": {"site": 1}}),
+        ("POST", "/values", {"series_id": 1}),
+        ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01", "value": "x"}]}),
+        ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01", "bogus": 1}]}),
+        ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01", "tags": "a"}]}),
+        ("PUT", "/values", {"updates": []}),
+        ("PUT", "/values", {"update": [{"series_id": 1, "valid_time": "2025-01-01"}]}),
+        ("POST", "/series", {"name": "a", "labels": {"site": 1}}),
+        ("POST", "/series", {"name": "a", "bogus": 1}),
+    ],
+    ids=lambda v: json.dumps(v)[:70] if isinstance(v, dict) else v,
+)
 def test_invalid_bodies_are_rejected(client, method, path, body):
     sid = make_series(client, name="target")
     assert sid == 1
@@ -121,15 +142,23 @@ def test_invalid_bodies_are_rejected(client, method, path, body):
 
 
 def test_invalid_body_with_charset_content_type_is_rejected(client):
-    resp = client.post("/series", content=json.dumps({"name": "a", "bogus": 1}),
-                       headers={"Content-Type": "application/json; charset=utf-8"})
+    resp = client.post(
+        "/series",
+        content=json.dumps({"name": "a", "bogus": 1}),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
     assert_problem(resp, 400)
 
 
 def test_nullable_fields_pass_the_validator(client):
     sid = make_series(client, name="a")
-    body = {"series_id": sid, "name": None, "known_time": None, "batch_params": None,
-            "data": [{"valid_time": "2025-01-01T00:00:00Z", "valid_time_end": None, "value": None}]}
+    body = {
+        "series_id": sid,
+        "name": None,
+        "known_time": None,
+        "batch_params": None,
+        "data": [{"valid_time": "2025-01-01T00:00:00Z", "valid_time_end": None, "value": None}],
+    }
     resp = client.post("/values", json=body)
     assert resp.status_code == 200, resp.text
 
@@ -137,22 +166,26 @@ def test_nullable_fields_pass_the_validator(client):
 # ------------------------------------------------------ routing and parameters
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/nope"), ("GET", "/series/nope"),
-                                              ("POST", "/nope"), ("GET", "/values/1")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/nope"), ("GET", "/series/nope"), ("POST", "/nope"), ("GET", "/values/1")]
+)
 def test_unknown_path_is_404_problem(client, method, path):
     assert_problem(client.request(method, path), 404)
 
 
-@pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("DELETE", "/values", {"GET", "POST", "PUT"}),
-    ("PATCH", "/values", {"GET", "POST", "PUT"}),
-    ("DELETE", "/series", {"GET", "POST"}),
-    ("PUT", "/series", {"GET", "POST"}),
-    ("POST", "/series/count", {"GET"}),
-    ("DELETE", "/series/labels", {"GET"}),
-    ("POST", "/healthz", {"GET"}),
-    ("PUT", "/", {"GET"}),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/values", {"GET", "POST", "PUT"}),
+        ("PATCH", "/values", {"GET", "POST", "PUT"}),
+        ("DELETE", "/series", {"GET", "POST"}),
+        ("PUT", "/series", {"GET", "POST"}),
+        ("POST", "/series/count", {"GET"}),
+        ("DELETE", "/series/labels", {"GET"}),
+        ("POST", "/healthz", {"GET"}),
+        ("PUT", "/", {"GET"}),
+    ],
+)
 def test_wrong_method_is_405_with_allow(client, method, path, allowed):
     resp = client.request(method, path)
     assert_problem(resp, 405)
@@ -162,15 +195,18 @@ def test_wrong_method_is_405_with_allow(client, method, path, allowed):
     assert method not in listed
 
 
-@pytest.mark.parametrize(("path", "params"), [
-    ("/series", {"bogus": "1"}),
-    ("/series", {"name": "a", "Name": "a"}),
-    ("/series/count", {"limit": "1"}),
-    ("/series/count", {"cursor": "x"}),
-    ("/series/labels", {"label_key": "site", "limit": "1"}),
-    ("/values", {"series_id": "1", "bogus": "1"}),
-    ("/", {"x": "1"}),
-])
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/series", {"bogus": "1"}),
+        ("/series", {"name": "a", "Name": "a"}),
+        ("/series/count", {"limit": "1"}),
+        ("/series/count", {"cursor": "x"}),
+        ("/series/labels", {"label_key": "site", "limit": "1"}),
+        ("/values", {"series_id": "1", "bogus": "1"}),
+        ("/", {"x": "1"}),
+    ],
+)
 def test_unknown_query_parameter_is_400(client, path, params):
     make_series(client, name="a")
     assert_problem(client.get(path, params=params), 400)
@@ -195,7 +231,7 @@ def test_live_server_speaks_problem_json(live):
 def _chunks(body: dict[str, Any]) -> Iterator[bytes]:
     raw = json.dumps(body).encode()
     for i in range(0, len(raw), 7):
-        yield raw[i:i + 7]
+        yield raw[i : i + 7]
 
 
 def test_chunked_body_without_content_length_is_read(live):
@@ -219,11 +255,15 @@ def small_client(make_database) -> Iterator[Any]:
         yield c
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("POST", "/series", {"name": "big", "description": "x" * 2000}),
-    ("POST", "/values", {"series_id": 1, "data": [POINT] * 50}),
-    ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01", "value": 1.0}] * 50}),
-], ids=BODY_IDS)
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/series", {"name": "big", "description": "x" * 2000}),
+        ("POST", "/values", {"series_id": 1, "data": [POINT] * 50}),
+        ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01", "value": 1.0}] * 50}),
+    ],
+    ids=BODY_IDS,
+)
 def test_body_over_limit_is_413(small_client, method, path, body):
     before = small_client.get("/series/count").json()["count"]
     assert_problem(small_client.request(method, path, json=body), 413, "/problems/payload-too-large")
@@ -236,8 +276,7 @@ def test_body_under_limit_is_accepted(small_client):
 
 
 def test_chunked_body_over_limit_is_413(small_client):
-    resp = small_client.post("/series", content=_chunks({"name": "big", "description": "x" * 5000}),
-                             headers=JSON)
+    resp = small_client.post("/series", content=_chunks({"name": "big", "description": "x" * 5000}), headers=JSON)
     assert_problem(resp, 413, "/problems/payload-too-large")
 
 
@@ -291,8 +330,7 @@ def test_schema_missing_leaves_healthz_and_docs_up(schemaless_client, path):
 def doomed(make_database, server_dsn) -> Iterator[tuple[Any, str]]:
     """A client on its own fresh database (which the test may destroy), short pool timeout."""
     dsn = make_database()
-    app = create_app(Settings(dsn=dsn, validate_responses=True, pool_min_size=2, pool_max_size=3,
-                              pool_timeout=1.0))
+    app = create_app(Settings(dsn=dsn, validate_responses=True, pool_min_size=2, pool_max_size=3, pool_timeout=1.0))
     with app.test_client(**LOCAL) as c:
         assert c.get("/series").status_code == 200
         assert c.get("/readyz").status_code == 200
@@ -331,7 +369,9 @@ def test_terminated_connections_are_replaced_transparently(survivor, server_dsn)
         killed = conn.execute(
             # wait (up to 5 s) until each backend has exited: only then are its sockets closed
             "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchone()[0]
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchone()[0]
     assert killed >= 1
     time.sleep(0.2)
     statuses = []

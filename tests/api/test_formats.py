@@ -99,10 +99,13 @@ def typed_csv(data: bytes, tz: str = "UTC") -> pa.Table:
     names = data.split(b"\n", 1)[0].decode().split(",")
     types = {n: pa.timestamp("us", tz=tz) for n in names if n in TIMES}
     types.update({n: pa.utf8() for n in names if n in ("changed_by", "annotation", "inserted_by", "tags")})
-    return pcsv.read_csv(io.BytesIO(data), parse_options=pcsv.ParseOptions(newlines_in_values=True),
-                         convert_options=pcsv.ConvertOptions(column_types=types, null_values=[""],
-                                                             strings_can_be_null=True,
-                                                             quoted_strings_can_be_null=False))
+    return pcsv.read_csv(
+        io.BytesIO(data),
+        parse_options=pcsv.ParseOptions(newlines_in_values=True),
+        convert_options=pcsv.ConvertOptions(
+            column_types=types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
 
 
 def instants(records: list[dict[str, Any]], name: str) -> list[datetime | None]:
@@ -119,8 +122,9 @@ def get(client: Any, fmt: str | None = None, accept: str | None = None, **params
 
 
 def query(client: Any, body: dict[str, Any], fmt: str | None = None, accept: str | None = None) -> Any:
-    return client.post("/values/query", params={"format": fmt} if fmt else {}, json=body,
-                       headers={"Accept": accept} if accept else {})
+    return client.post(
+        "/values/query", params={"format": fmt} if fmt else {}, json=body, headers={"Accept": accept} if accept else {}
+    )
 
 
 def ok(resp: Any, media: str) -> Any:
@@ -129,14 +133,27 @@ def ok(resp: Any, media: str) -> Any:
     return resp
 
 
-def check_all_formats(doc: dict[str, Any], answers: dict[str, Any], mode: str, many: bool,
-                      tz: str | None = None) -> None:
+def check_all_formats(
+    doc: dict[str, Any], answers: dict[str, Any], mode: str, many: bool, tz: str | None = None
+) -> None:
     """Every format's answer carries the records (and metadata) of the JSON document doc."""
     data = doc["data"]
-    columns = {"latest": ["valid_time", "valid_time_end", "value"],
-               "versions": ["known_time", "valid_time", "valid_time_end", "value"],
-               "audit": ["known_time", "valid_time", "valid_time_end", "change_time", "value", "changed_by",
-                         "annotation", "tags", "batch_id", "inserted_by"]}[mode]
+    columns = {
+        "latest": ["valid_time", "valid_time_end", "value"],
+        "versions": ["known_time", "valid_time", "valid_time_end", "value"],
+        "audit": [
+            "known_time",
+            "valid_time",
+            "valid_time_end",
+            "change_time",
+            "value",
+            "changed_by",
+            "annotation",
+            "tags",
+            "batch_id",
+            "inserted_by",
+        ],
+    }[mode]
     if many:
         columns = ["series_id", *columns]
     # CSV: the same text for every timestamp, the same numbers, tags and text
@@ -161,9 +178,15 @@ def check_all_formats(doc: dict[str, Any], answers: dict[str, Any], mode: str, m
     assert table.column_names == columns
     assert arrow_records(table) == data
     for field in table.schema:
-        expected = {"series_id": pa.int64(), "batch_id": pa.int64(), "value": pa.float64(), "changed_by": pa.utf8(),
-                    "annotation": pa.utf8(), "inserted_by": pa.utf8(), "tags": pa.list_(pa.utf8())}.get(
-            field.name, pa.timestamp("us", tz=tz or "UTC"))
+        expected = {
+            "series_id": pa.int64(),
+            "batch_id": pa.int64(),
+            "value": pa.float64(),
+            "changed_by": pa.utf8(),
+            "annotation": pa.utf8(),
+            "inserted_by": pa.utf8(),
+            "tags": pa.list_(pa.utf8()),
+        }.get(field.name, pa.timestamp("us", tz=tz or "UTC"))
         assert field.type == expected, field
     metadata = table.schema.metadata
     assert metadata[b"mode"] == mode.encode()
@@ -178,16 +201,40 @@ def forecast(client: Any) -> int:
     """An overlapping series: two issues, an interval, a null, a microsecond, a correction with
     awkward text."""
     sid = make_series(client, name="fc", overlapping=True)
-    insert(client, sid, [("2025-03-30T00:00:00Z", 1.5), ("2025-03-30T01:00:00.25Z", None),
-                         ("2025-03-30T02:00:00Z", 0.1)], known_time=KT1)
-    resp = client.post("/values", json={"series_id": sid, "known_time": KT2, "data": [
-        {"valid_time": "2025-03-30T00:00:00Z", "value": 110.0},
-        {"valid_time": "2025-03-30T03:00:00Z", "valid_time_end": "2025-03-30T04:00:00Z", "value": -1e-7},
-        {"valid_time": "2025-03-30T05:00:00Z", "value": 1e20}]})
+    insert(
+        client,
+        sid,
+        [("2025-03-30T00:00:00Z", 1.5), ("2025-03-30T01:00:00.25Z", None), ("2025-03-30T02:00:00Z", 0.1)],
+        known_time=KT1,
+    )
+    resp = client.post(
+        "/values",
+        json={
+            "series_id": sid,
+            "known_time": KT2,
+            "data": [
+                {"valid_time": "2025-03-30T00:00:00Z", "value": 110.0},
+                {"valid_time": "2025-03-30T03:00:00Z", "valid_time_end": "2025-03-30T04:00:00Z", "value": -1e-7},
+                {"valid_time": "2025-03-30T05:00:00Z", "value": 1e20},
+            ],
+        },
+    )
     assert resp.status_code == 200, resp.text
-    resp = client.put("/values", json={"updates": [
-        {"series_id": sid, "valid_time": "2025-03-30T00:00:00Z", "value": 2.5, "annotation": NASTY,
-         "tags": ["y,z", 'say "hi"', "äöü", "x"], "changed_by": "ops@example.com"}]})
+    resp = client.put(
+        "/values",
+        json={
+            "updates": [
+                {
+                    "series_id": sid,
+                    "valid_time": "2025-03-30T00:00:00Z",
+                    "value": 2.5,
+                    "annotation": NASTY,
+                    "tags": ["y,z", 'say "hi"', "äöü", "x"],
+                    "changed_by": "ops@example.com",
+                }
+            ]
+        },
+    )
     assert resp.status_code == 200, resp.text
     return sid
 
@@ -210,25 +257,46 @@ def all_formats(send: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 # --- content negotiation --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("accept", "fmt"), [
-    (None, "json"), ("", "json"), ("*/*", "json"), (BROWSER, "json"),
-    ("application/json", "json"), ("text/csv", "csv"), ("application/x-ndjson", "ndjson"),
-    (ARROW, "arrow"), ("text/*", "csv"), ("application/*", "json"), ("TEXT/CSV; charset=utf-8", "csv"),
-    ("application/json;q=0.5, text/csv;q=0.6", "csv"),
-    ("text/csv;q=0.2, application/vnd.apache.arrow.stream;q=0.9, */*;q=0.1", "arrow"),
-    ("*/*;q=0.9, text/csv", "csv"),  # the more specific range wins at equal q
-    ("text/csv, application/x-ndjson", "csv"),  # equal q: the client's order
-    ("application/json;q=0, */*", "csv"),  # q=0: not acceptable; then the server's order
-    ("text/csv;q=0, text/*;q=1, */*;q=0.5", "json"),
-    ("text/html, */*;q=0.1", "json"),
-    ("application/json;q=abc, text/csv", "csv"),  # a malformed range is left out
-])
+@pytest.mark.parametrize(
+    ("accept", "fmt"),
+    [
+        (None, "json"),
+        ("", "json"),
+        ("*/*", "json"),
+        (BROWSER, "json"),
+        ("application/json", "json"),
+        ("text/csv", "csv"),
+        ("application/x-ndjson", "ndjson"),
+        (ARROW, "arrow"),
+        ("text/*", "csv"),
+        ("application/*", "json"),
+        ("TEXT/CSV; charset=utf-8", "csv"),
+        ("application/json;q=0.5, text/csv;q=0.6", "csv"),
+        ("text/csv;q=0.2, application/vnd.apache.arrow.stream;q=0.9, */*;q=0.1", "arrow"),
+        ("*/*;q=0.9, text/csv", "csv"),  # the more specific range wins at equal q
+        ("text/csv, application/x-ndjson", "csv"),  # equal q: the client's order
+        ("application/json;q=0, */*", "csv"),  # q=0: not acceptable; then the server's order
+        ("text/csv;q=0, text/*;q=1, */*;q=0.5", "json"),
+        ("text/html, */*;q=0.1", "json"),
+        ("application/json;q=abc, text/csv", "csv"),  # a malformed range is left out
+    ],
+)
 def test_accept_header_picks_the_format(accept, fmt):
     assert negotiate(None, accept) == fmt
 
 
-@pytest.mark.parametrize("accept", ["application/xml", "text/html", "image/*", "application/json;q=0",
-                                    "text/csv;q=0, application/*;q=0", "nonsense", "*/json"])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/xml",
+        "text/html",
+        "image/*",
+        "application/json;q=0",
+        "text/csv;q=0, application/*;q=0",
+        "nonsense",
+        "*/json",
+    ],
+)
 def test_accept_header_without_an_available_media_type_is_refused(accept):
     with pytest.raises(NotAcceptable) as info:
         negotiate(None, accept)
@@ -243,8 +311,10 @@ def test_format_parameter_wins_over_accept():
 @pytest.mark.parametrize("accept", ["application/xml", "text/html;q=1, application/json;q=0"])
 def test_406_problem_lists_the_media_types(client, accept):
     sid = meter(client)
-    for resp in (get(client, accept=accept, series_id=sid),
-                 query(client, {"series": [{"series_id": sid}]}, accept=accept)):
+    for resp in (
+        get(client, accept=accept, series_id=sid),
+        query(client, {"series": [{"series_id": sid}]}, accept=accept),
+    ):
         body = assert_problem(resp, 406, "/problems/not-acceptable")
         assert body["available"] == list(MEDIA.values())
         for media in MEDIA.values():
@@ -265,8 +335,10 @@ def test_accept_and_format_select_the_same_answer(client, fmt):
     by_format = ok(get(client, fmt, accept="application/xml", series_id=sid), MEDIA[fmt])
     assert by_accept.content == by_format.content
     body = {"series": [{"series_id": sid}]}
-    assert (ok(query(client, body, accept=MEDIA[fmt]), MEDIA[fmt]).content
-            == ok(query(client, body, fmt, accept="text/html"), MEDIA[fmt]).content)
+    assert (
+        ok(query(client, body, accept=MEDIA[fmt]), MEDIA[fmt]).content
+        == ok(query(client, body, fmt, accept="text/html"), MEDIA[fmt]).content
+    )
 
 
 def test_unknown_format_is_400(client):
@@ -319,7 +391,9 @@ def test_tz_offsets_in_every_format(client, tz, mode):
     check_all_formats(doc, answers, mode, many=True, tz=tz)
     if tz == "Europe/Berlin" and mode == "latest":
         assert [r["valid_time"] for r in doc["data"] if r["series_id"] == fc][:2] == [
-            "2025-03-30T01:00:00+01:00", "2025-03-30T03:00:00.250000+02:00"]
+            "2025-03-30T01:00:00+01:00",
+            "2025-03-30T03:00:00.250000+02:00",
+        ]
 
 
 def test_csv_text_of_awkward_values(client):
@@ -328,26 +402,35 @@ def test_csv_text_of_awkward_values(client):
     sid = forecast(client)
     text = ok(get(client, "csv", series_id=sid, include_updates="true"), CSV).text
     lines = text.split("\n")
-    assert lines[0] == ("known_time,valid_time,valid_time_end,change_time,value,changed_by,annotation,tags,batch_id,"
-                        "inserted_by")
+    assert lines[0] == (
+        "known_time,valid_time,valid_time_end,change_time,value,changed_by,annotation,tags,batch_id,inserted_by"
+    )
     quoted_annotation = '"' + NASTY.replace('"', '""') + '"'
     assert quoted_annotation in text
     # (tags are stored sorted and lower-cased)
     assert '"[""say \\""hi\\"""",""x"",""y,z"",""äöü""]"' in text
     latest = ok(get(client, "csv", series_id=sid), CSV).text
-    assert latest == ("valid_time,valid_time_end,value\n"
-                      "2025-03-30T00:00:00+00:00,,2.5\n"
-                      "2025-03-30T01:00:00.250000+00:00,,\n"
-                      "2025-03-30T02:00:00+00:00,,0.1\n"
-                      "2025-03-30T03:00:00+00:00,2025-03-30T04:00:00+00:00,-1e-07\n"
-                      "2025-03-30T05:00:00+00:00,,1e+20\n")
+    assert latest == (
+        "valid_time,valid_time_end,value\n"
+        "2025-03-30T00:00:00+00:00,,2.5\n"
+        "2025-03-30T01:00:00.250000+00:00,,\n"
+        "2025-03-30T02:00:00+00:00,,0.1\n"
+        "2025-03-30T03:00:00+00:00,2025-03-30T04:00:00+00:00,-1e-07\n"
+        "2025-03-30T05:00:00+00:00,,1e+20\n"
+    )
 
 
 def test_empty_text_is_not_null(client):
     """An empty string stays "" (quoted in CSV, "" in Arrow), a null stays null."""
     sid = meter(client)
-    resp = client.put("/values", json={"updates": [
-        {"series_id": sid, "valid_time": "2025-03-30T00:00:00Z", "changed_by": "", "annotation": "note"}]})
+    resp = client.put(
+        "/values",
+        json={
+            "updates": [
+                {"series_id": sid, "valid_time": "2025-03-30T00:00:00Z", "changed_by": "", "annotation": "note"}
+            ]
+        },
+    )
     assert resp.status_code == 200, resp.text
     audit = get(client, "json", series_id=sid, include_updates="true").json()["data"]
     assert [r["changed_by"] for r in audit] == [None, "", None, None]
@@ -437,8 +520,11 @@ def test_streamed_reads_in_every_format(live, mode):
     check_all_formats(doc, answers, mode, many=False)
     for resp in answers.values():
         assert "content-length" not in resp.headers  # streamed
-    doc, answers = all_formats(lambda fmt: query(live, {"series": [{"series_id": flat}, {"series_id": fc}],
-                                                       "mode": mode, "tz": "Europe/Berlin"}, fmt))
+    doc, answers = all_formats(
+        lambda fmt: query(
+            live, {"series": [{"series_id": flat}, {"series_id": fc}], "mode": mode, "tz": "Europe/Berlin"}, fmt
+        )
+    )
     check_all_formats(doc, answers, mode, many=True, tz="Europe/Berlin")
 
 
@@ -457,7 +543,8 @@ def busy_sessions(dsn: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return conn.execute(
             "SELECT state, query FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND (state = 'active' OR state LIKE 'idle in transaction%')").fetchall()
+            " AND pid <> pg_backend_pid() AND (state = 'active' OR state LIKE 'idle in transaction%')"
+        ).fetchall()
 
 
 @pytest.mark.parametrize("fmt", ["csv", "arrow", "ndjson"])
@@ -479,9 +566,11 @@ def test_client_going_away_stops_the_read(live, clean_db, fmt):
 
 def _plan(delay: float):
     def plan(conn: Any) -> tuple[sql.Composed, dict[str, Any]]:
-        return sql.SQL("SELECT now()::timestamp AS valid_time, NULL::timestamp AS valid_time_end, g::float8 AS value"
-                       " FROM generate_series(1, %(n)s) g WHERE g < 3 OR pg_sleep(%(delay)s) IS NOT NULL").format(), \
-            {"n": 4, "delay": delay}
+        return sql.SQL(
+            "SELECT now()::timestamp AS valid_time, NULL::timestamp AS valid_time_end, g::float8 AS value"
+            " FROM generate_series(1, %(n)s) g WHERE g < 3 OR pg_sleep(%(delay)s) IS NOT NULL"
+        ).format(), {"n": 4, "delay": delay}
+
     return plan
 
 

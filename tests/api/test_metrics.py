@@ -19,8 +19,11 @@ def scrape(client: Any, **kwargs: Any) -> dict[tuple[str, tuple[tuple[str, str],
     resp = client.get("/metrics", **kwargs)
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(resp.text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(resp.text)
+        for s in family.samples
+    }
 
 
 def requests(samples: dict, operation: str, status: int) -> float:

@@ -49,8 +49,9 @@ QUERY_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "params", "expected"), QUERY_CASES,
-                         ids=[f"{p}-{'-'.join(q)}" for p, q, _ in QUERY_CASES])
+@pytest.mark.parametrize(
+    ("path", "params", "expected"), QUERY_CASES, ids=[f"{p}-{'-'.join(q)}" for p, q, _ in QUERY_CASES]
+)
 def test_query_faults_name_every_parameter(client, path, params, expected):
     problem = bad_request(client.get(path, params=params))
     assert where(problem) == expected
@@ -63,8 +64,12 @@ def test_the_type_tells_a_schema_refusal_from_a_documented_rule(client):
     assert bad_request(client.get("/values", params={"series_id": "abc"}))["type"] == SCHEMA
     assert bad_request(client.post("/series", json={"name": 1}))["type"] == SCHEMA
     assert bad_request(client.get("/values", params={"series_id": "1", "tz": "Mars/Base"}))["type"] == RULE
-    assert bad_request(client.put("/values", json={"updates": [{"series_id": 1, "valid_time": "2025-01-01"}]}),
-                       )["type"] == RULE
+    assert (
+        bad_request(
+            client.put("/values", json={"updates": [{"series_id": 1, "valid_time": "2025-01-01"}]}),
+        )["type"]
+        == RULE
+    )
 
 
 def test_series_id_in_path_is_named(client):
@@ -77,8 +82,12 @@ BODY_CASES = [
     ("POST", "/series", {"unit": "MW"}, [("body", "/name")]),
     ("POST", "/series", {"name": "a", "colour": "red"}, [("body", "/colour")]),
     ("POST", "/series", {"name": "a", "labels": {"site": 1}}, [("body", "/labels/site")]),
-    ("POST", "/values", {"series_id": 1, "data": [{"valid_time": "2025-01-01", "value": "x"}]},
-     [("body", "/data/0/value")]),
+    (
+        "POST",
+        "/values",
+        {"series_id": 1, "data": [{"valid_time": "2025-01-01", "value": "x"}]},
+        [("body", "/data/0/value")],
+    ),
     ("POST", "/values", {"series_id": 1}, [("body", "/data")]),
     ("POST", "/values", {"data": [POINT]}, [("body", "/name")]),
     ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01"}]}, [("body", "/updates/0")]),
@@ -89,8 +98,9 @@ BODY_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "expected"), BODY_CASES,
-                         ids=[f"{m}{p}-{i}" for i, (m, p, _, _) in enumerate(BODY_CASES)])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"), BODY_CASES, ids=[f"{m}{p}-{i}" for i, (m, p, _, _) in enumerate(BODY_CASES)]
+)
 def test_body_faults_point_into_the_body(client, method, path, body, expected):
     problem = bad_request(client.request(method, path, json=body))
     assert where(problem) == expected
@@ -109,9 +119,18 @@ def test_ambiguous_series_names_the_filter_where_it_was_given(client):
     assert where(get) == [("query", "labels")] and len(get["matches"]) == 2
     post = bad_request(client.post("/values", json={"name": "w", "data": [POINT]}), "/problems/ambiguous-series")
     assert where(post) == [("body", "/labels")]
-    put = bad_request(client.put("/values", json={"updates": [
-        {"name": "w", "labels": {"site": "A"}, "valid_time": "2025-01-01", "value": 1},
-        {"name": "w", "valid_time": "2025-01-01", "value": 1}]}), "/problems/ambiguous-series")
+    put = bad_request(
+        client.put(
+            "/values",
+            json={
+                "updates": [
+                    {"name": "w", "labels": {"site": "A"}, "valid_time": "2025-01-01", "value": 1},
+                    {"name": "w", "valid_time": "2025-01-01", "value": 1},
+                ]
+            },
+        ),
+        "/problems/ambiguous-series",
+    )
     assert where(put) == [("body", "/updates/1/labels")]
 
 
@@ -122,14 +141,18 @@ def test_every_fault_is_listed_not_only_the_first(client):
 
 # ------------------------------------------------------------------ NUL characters
 
-NUL_QUERIES = [("/series", {"name": "a\x00b"}, "name"), ("/values", {"name": "a\x00"}, "name"),
-               ("/series/count", {"unit": "\x00"}, "unit"),
-               ("/series", {"labels": json.dumps({"site": "A\x00"})}, "labels"),
-               ("/series", {"labels": json.dumps({"si\x00te": "A"})}, "labels")]
+NUL_QUERIES = [
+    ("/series", {"name": "a\x00b"}, "name"),
+    ("/values", {"name": "a\x00"}, "name"),
+    ("/series/count", {"unit": "\x00"}, "unit"),
+    ("/series", {"labels": json.dumps({"site": "A\x00"})}, "labels"),
+    ("/series", {"labels": json.dumps({"si\x00te": "A"})}, "labels"),
+]
 
 
-@pytest.mark.parametrize(("path", "params", "name"), NUL_QUERIES, ids=[f"{p}-{n}-{i}" for i, (p, _, n) in
-                                                                       enumerate(NUL_QUERIES)])
+@pytest.mark.parametrize(
+    ("path", "params", "name"), NUL_QUERIES, ids=[f"{p}-{n}-{i}" for i, (p, _, n) in enumerate(NUL_QUERIES)]
+)
 def test_nul_in_a_query_parameter_is_a_400_naming_it(client, path, params, name):
     problem = bad_request(client.get(path, params=params))
     assert where(problem) == [("query", name)] and "NUL" in problem["detail"]
@@ -141,14 +164,19 @@ NUL_BODIES = [
     ("POST", "/values", {"name": "s", "labels": {"k": "\x00"}, "data": [POINT]}, "/labels/k"),
     ("POST", "/values", {"series_id": 1, "workflow_id": "w\x00", "data": [POINT]}, "/workflow_id"),
     ("POST", "/values", {"series_id": 1, "batch_params": {"a": ["\x00"]}, "data": [POINT]}, "/batch_params/a/0"),
-    ("PUT", "/values", {"updates": [{"series_id": 1, "valid_time": "2025-01-01", "tags": ["x", "\x00"]}]},
-     "/updates/0/tags/1"),
+    (
+        "PUT",
+        "/values",
+        {"updates": [{"series_id": 1, "valid_time": "2025-01-01", "tags": ["x", "\x00"]}]},
+        "/updates/0/tags/1",
+    ),
     ("POST", "/values/query", {"filter": {"name": "\x00"}}, "/filter/name"),
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "pointer"), NUL_BODIES,
-                         ids=[f"{m}{p}-{i}" for i, (m, p, _, _) in enumerate(NUL_BODIES)])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "pointer"), NUL_BODIES, ids=[f"{m}{p}-{i}" for i, (m, p, _, _) in enumerate(NUL_BODIES)]
+)
 def test_nul_in_a_body_is_a_400_pointing_at_it_and_changes_nothing(client, method, path, body, pointer):
     problem = bad_request(client.request(method, path, json=body))
     assert where(problem) == [("body", pointer)] and "NUL" in problem["detail"]
@@ -200,8 +228,14 @@ def test_served_spec_behind_a_root_path(app_dsn):
         assert '</timedb/healthz>; rel="health"' in link
 
 
-EXPECTED_LINKS = {"health": "/healthz", "readiness": "/readyz", "metrics": "/metrics",
-                  "service-desc": "/openapi.json", "service-doc": "/docs", "describedby": "/redoc"}
+EXPECTED_LINKS = {
+    "health": "/healthz",
+    "readiness": "/readyz",
+    "metrics": "/metrics",
+    "service-desc": "/openapi.json",
+    "service-doc": "/docs",
+    "describedby": "/redoc",
+}
 
 
 def parse_link(header: str) -> dict[str, str]:

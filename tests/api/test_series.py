@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import assert_problem, make_series, posts
 
-LABELS_DETAIL = "labels must be a valid JSON object (e.g. '{\"site\":\"Gotland\"}')"
+LABELS_DETAIL = 'labels must be a valid JSON object (e.g. \'{"site":"Gotland"}\')'
 KEYS = {"series_id", "name", "description", "unit", "labels", "overlapping", "retention"}
 
 
@@ -69,16 +69,36 @@ def test_create_defaults(client):
     resp = client.post("/series", json={"name": "bare"})
     assert resp.status_code == 200, resp.text
     row = get_one(client, resp.json()["series_id"])
-    assert row == {"series_id": resp.json()["series_id"], "name": "bare", "description": None,
-                   "unit": "dimensionless", "labels": {}, "overlapping": False, "retention": "medium"}
+    assert row == {
+        "series_id": resp.json()["series_id"],
+        "name": "bare",
+        "description": None,
+        "unit": "dimensionless",
+        "labels": {},
+        "overlapping": False,
+        "retention": "medium",
+    }
 
 
 def test_create_stores_every_attribute(client):
-    sid = make_series(client, name="fc", unit="MW", labels={"site": "A", "model": "m1"},
-                      overlapping=True, retention="short", description="Forecast")
-    assert get_one(client, sid) == {"series_id": sid, "name": "fc", "description": "Forecast",
-                                    "unit": "MW", "labels": {"site": "A", "model": "m1"},
-                                    "overlapping": True, "retention": "short"}
+    sid = make_series(
+        client,
+        name="fc",
+        unit="MW",
+        labels={"site": "A", "model": "m1"},
+        overlapping=True,
+        retention="short",
+        description="Forecast",
+    )
+    assert get_one(client, sid) == {
+        "series_id": sid,
+        "name": "fc",
+        "description": "Forecast",
+        "unit": "MW",
+        "labels": {"site": "A", "model": "m1"},
+        "overlapping": True,
+        "retention": "short",
+    }
 
 
 @pytest.mark.parametrize("description", ["", "   ", "\t\n ", None])
@@ -88,8 +108,14 @@ def test_blank_description_is_null(client, description):
 
 
 def test_recreate_identical_returns_same_id_not_created(client):
-    body = {"name": "fc", "unit": "MW", "labels": {"site": "A"}, "overlapping": True,
-            "retention": "long", "description": "x"}
+    body = {
+        "name": "fc",
+        "unit": "MW",
+        "labels": {"site": "A"},
+        "overlapping": True,
+        "retention": "long",
+        "description": "x",
+    }
     first = client.post("/series", json=body).json()
     second = client.post("/series", json=body)
     assert second.status_code == 200, second.text
@@ -117,8 +143,10 @@ def test_label_key_order_is_irrelevant(client):
 
 
 def test_labels_are_part_of_identity(client):
-    ids = {make_series(client, name="s", labels=labels)
-           for labels in ({}, {"site": "A"}, {"site": "A", "model": "m"}, {"site": "B"})}
+    ids = {
+        make_series(client, name="s", labels=labels)
+        for labels in ({}, {"site": "A"}, {"site": "A", "model": "m"}, {"site": "B"})
+    }
     assert len(ids) == 4
     assert count(client, name="s") == 4
 
@@ -131,22 +159,36 @@ def test_recreate_with_other_description_keeps_the_series(client):
     assert get_one(client, sid)["description"] == "first"
 
 
-@pytest.mark.parametrize("change", [
-    {"unit": "KW"},
-    {"overlapping": True},
-    {"retention": "long"},
-    {"unit": "KW", "retention": "short"},
-], ids=["unit", "overlapping", "retention", "unit+retention"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"unit": "KW"},
+        {"overlapping": True},
+        {"retention": "long"},
+        {"unit": "KW", "retention": "short"},
+    ],
+    ids=["unit", "overlapping", "retention", "unit+retention"],
+)
 def test_recreate_with_other_attributes_is_409(client, change):
-    original = {"name": "s", "unit": "MW", "labels": {"site": "A"}, "overlapping": False,
-                "retention": "medium", "description": "orig"}
+    original = {
+        "name": "s",
+        "unit": "MW",
+        "labels": {"site": "A"},
+        "overlapping": False,
+        "retention": "medium",
+        "description": "orig",
+    }
     sid = make_series(client, **original)
     resp = client.post("/series", json={**original, **change})
     assert_problem(resp, 409, "/problems/series-conflict")
     assert count(client) == 1
     row = get_one(client, sid)
     assert {k: row[k] for k in ("unit", "overlapping", "retention", "description")} == {
-        "unit": "MW", "overlapping": False, "retention": "medium", "description": "orig"}
+        "unit": "MW",
+        "overlapping": False,
+        "retention": "medium",
+        "description": "orig",
+    }
 
 
 def test_recreate_relying_on_defaults_conflicts_with_non_defaults(client):
@@ -154,34 +196,38 @@ def test_recreate_relying_on_defaults_conflicts_with_non_defaults(client):
     assert_problem(client.post("/series", json={"name": "fc"}), 409, "/problems/series-conflict")
 
 
-@pytest.mark.parametrize("body", [
-    {},
-    {"unit": "MW"},
-    {"name": None},
-    {"name": 1},
-    {"name": ""},
-    {"name": "   "},
-    {"name": "\t\n\r"},
-    {"name": "\u00a0\u3000"},
-    {"name": "x" * 1001},
-    {"name": "a", "retention": "forever"},
-    {"name": "a", "retention": "MEDIUM"},
-    {"name": "a", "retention": None},
-    {"name": "a", "labels": {"site": 1}},
-    {"name": "a", "labels": {"site": None}},
-    {"name": "a", "labels": {"site": True}},
-    {"name": "a", "labels": {"site": ["A"]}},
-    {"name": "a", "labels": {"site": {"x": "y"}}},
-    {"name": "a", "labels": ["site"]},
-    {"name": "a", "labels": "site=A"},
-    {"name": "a", "overlapping": "true"},
-    {"name": "a", "overlapping": 1},
-    {"name": "a", "unit": None},
-    {"name": "a", "unit": 5},
-    {"name": "a", "description": 5},
-    {"name": "a", "foo": 1},
-    {"name": "a", "series_id": 3},
-], ids=lambda b: json.dumps(b)[:60])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"unit": "MW"},
+        {"name": None},
+        {"name": 1},
+        {"name": ""},
+        {"name": "   "},
+        {"name": "\t\n\r"},
+        {"name": "\u00a0\u3000"},
+        {"name": "x" * 1001},
+        {"name": "a", "retention": "forever"},
+        {"name": "a", "retention": "MEDIUM"},
+        {"name": "a", "retention": None},
+        {"name": "a", "labels": {"site": 1}},
+        {"name": "a", "labels": {"site": None}},
+        {"name": "a", "labels": {"site": True}},
+        {"name": "a", "labels": {"site": ["A"]}},
+        {"name": "a", "labels": {"site": {"x": "y"}}},
+        {"name": "a", "labels": ["site"]},
+        {"name": "a", "labels": "site=A"},
+        {"name": "a", "overlapping": "true"},
+        {"name": "a", "overlapping": 1},
+        {"name": "a", "unit": None},
+        {"name": "a", "unit": 5},
+        {"name": "a", "description": 5},
+        {"name": "a", "foo": 1},
+        {"name": "a", "series_id": 3},
+    ],
+    ids=lambda b: json.dumps(b)[:60],
+)
 def test_invalid_create_is_400(client, body):
     assert_problem(client.post("/series", json=body), 400)
     assert count(client) == 0
@@ -194,13 +240,17 @@ def test_name_blank_after_trimming_is_400(client, name):
     assert count(client) == 0
 
 
-@pytest.mark.parametrize("body", [
-    {"name": "a\u0000b"},
-    {"name": "a", "labels": {"site": "A\u0000"}},
-    {"name": "a", "labels": {"si\u0000te": "A"}},
-    {"name": "a", "unit": "M\u0000W"},
-    {"name": "a", "description": "d\u0000"},
-], ids=["name", "label-value", "label-key", "unit", "description"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "a\u0000b"},
+        {"name": "a", "labels": {"site": "A\u0000"}},
+        {"name": "a", "labels": {"si\u0000te": "A"}},
+        {"name": "a", "unit": "M\u0000W"},
+        {"name": "a", "description": "d\u0000"},
+    ],
+    ids=["name", "label-value", "label-key", "unit", "description"],
+)
 def test_nul_characters_are_a_client_error(client, body):
     resp = client.post("/series", json=body)
     assert 400 <= resp.status_code < 500, resp.text
@@ -212,8 +262,13 @@ def test_nul_characters_are_a_client_error(client, body):
 
 @pytest.mark.parametrize("attempt", range(3))
 def test_parallel_creates_of_the_same_series_are_atomic(live, live_server, attempt):
-    body = {"name": f"race{attempt}", "unit": "MW", "labels": {"site": "A", "n": str(attempt)},
-            "overlapping": True, "retention": "short"}
+    body = {
+        "name": f"race{attempt}",
+        "unit": "MW",
+        "labels": {"site": "A", "n": str(attempt)},
+        "overlapping": True,
+        "retention": "short",
+    }
     responses = posts(live_server, "/series", [body] * 24)
     assert all(r.status_code == 200 for r in responses), [(r.status_code, r.text) for r in responses]
     bodies = [r.json() for r in responses]
@@ -253,13 +308,19 @@ def test_list_empty(client):
 
 
 def test_list_shape_and_order(client):
-    specs = [("b", "MW", {"k": "1"}), ("a", "KW", {"k": "2"}), ("a", "MW", {"k": "3"}),
-             ("a", "MW", {"k": "4"}), ("c", "A", {}), ("a", "GW", {"k": "5"})]
-    ids = {labels.get("k", "none"): make_series(client, name=n, unit=u, labels=labels)
-           for n, u, labels in specs}
+    specs = [
+        ("b", "MW", {"k": "1"}),
+        ("a", "KW", {"k": "2"}),
+        ("a", "MW", {"k": "3"}),
+        ("a", "MW", {"k": "4"}),
+        ("c", "A", {}),
+        ("a", "GW", {"k": "5"}),
+    ]
+    ids = {labels.get("k", "none"): make_series(client, name=n, unit=u, labels=labels) for n, u, labels in specs}
     rows = listed(client)
     assert [(r["name"], r["unit"], r["series_id"]) for r in rows] == sorted(
-        (r["name"], r["unit"], r["series_id"]) for r in rows)
+        (r["name"], r["unit"], r["series_id"]) for r in rows
+    )
     assert [r["series_id"] for r in rows] == [ids["5"], ids["2"], ids["3"], ids["4"], ids["1"], ids["none"]]
     assert all(r["description"] is None for r in rows)
 
@@ -306,8 +367,7 @@ FILTER_CASES = [
 
 @pytest.fixture
 def catalogue(client) -> dict[str, int]:
-    return {key: make_series(client, name=n, unit=u, labels=labels)
-            for key, (n, u, labels) in CATALOGUE.items()}
+    return {key: make_series(client, name=n, unit=u, labels=labels) for key, (n, u, labels) in CATALOGUE.items()}
 
 
 def _params(flt: dict[str, Any], ids: dict[str, int]) -> dict[str, Any]:
@@ -369,8 +429,17 @@ def test_bad_series_id_is_400(client, path, extra, series_id):
 
 @pytest.fixture
 def paged(client) -> list[dict[str, Any]]:
-    specs = [("b", "MW"), ("a", "MW"), ("a", "MW"), ("c", "KW"), ("a", "KW"), ("b", "MW"),
-             ("a", "MW"), ("d", "MW"), ("b", "GW")]
+    specs = [
+        ("b", "MW"),
+        ("a", "MW"),
+        ("a", "MW"),
+        ("c", "KW"),
+        ("a", "KW"),
+        ("b", "MW"),
+        ("a", "MW"),
+        ("d", "MW"),
+        ("b", "GW"),
+    ]
     for i, (name, unit) in enumerate(specs):
         make_series(client, name=name, unit=unit, labels={"i": str(i), "even": str(i % 2 == 0)})
     rows = listed(client)
@@ -440,21 +509,37 @@ def _b64(raw: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-@pytest.mark.parametrize("cursor", [
-    "garbage",
-    "!!!!",
-    "",
-    "é",
-    _b64("not json"),
-    _b64('["a","MW"]'),
-    _b64('{"name":"a"}'),
-    _b64('["a","MW","1"]'),
-    _b64('["a","MW",true]'),
-    _b64('["a","MW",1.5]'),
-    _b64('[1,"MW",1]'),
-    _b64('["a\\u0000","MW",1]'),
-], ids=["garbage", "bangs", "empty", "non-ascii", "not-json", "two-items", "object", "string-id",
-        "bool-id", "float-id", "int-name", "nul-in-name"])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "!!!!",
+        "",
+        "é",
+        _b64("not json"),
+        _b64('["a","MW"]'),
+        _b64('{"name":"a"}'),
+        _b64('["a","MW","1"]'),
+        _b64('["a","MW",true]'),
+        _b64('["a","MW",1.5]'),
+        _b64('[1,"MW",1]'),
+        _b64('["a\\u0000","MW",1]'),
+    ],
+    ids=[
+        "garbage",
+        "bangs",
+        "empty",
+        "non-ascii",
+        "not-json",
+        "two-items",
+        "object",
+        "string-id",
+        "bool-id",
+        "float-id",
+        "int-name",
+        "nul-in-name",
+    ],
+)
 def test_bad_cursor_is_400(client, paged, cursor):
     assert_problem(client.get("/series", params={"limit": 2, "cursor": cursor}), 400)
 
@@ -473,8 +558,7 @@ def test_labels_requires_label_key(client, params):
 
 
 def test_labels_sorted_distinct_skipping_series_without_key(client):
-    for i, labels in enumerate([{"site": "C"}, {"site": "A"}, {"site": "B", "m": "x"}, {"site": "A"},
-                                {"m": "y"}, {}]):
+    for i, labels in enumerate([{"site": "C"}, {"site": "A"}, {"site": "B", "m": "x"}, {"site": "A"}, {"m": "y"}, {}]):
         make_series(client, name=f"s{i}", labels=labels)
     resp = client.get("/series/labels", params={"label_key": "site"})
     assert resp.status_code == 200, resp.text
@@ -483,13 +567,13 @@ def test_labels_sorted_distinct_skipping_series_without_key(client):
 
 
 def test_labels_without_matches_is_empty(client):
-    assert client.get("/series/labels", params={"label_key": "site"}).json() == {
-        "label_key": "site", "values": []}
+    assert client.get("/series/labels", params={"label_key": "site"}).json() == {"label_key": "site", "values": []}
     make_series(client, name="a", labels={"site": "A"})
-    assert client.get("/series/labels", params={"label_key": "zone"}).json() == {
-        "label_key": "zone", "values": []}
+    assert client.get("/series/labels", params={"label_key": "zone"}).json() == {"label_key": "zone", "values": []}
     assert client.get("/series/labels", params={"label_key": "site", "name": "b"}).json() == {
-        "label_key": "site", "values": []}
+        "label_key": "site",
+        "values": [],
+    }
 
 
 # ------------------------------------------------------------ GET /series/count

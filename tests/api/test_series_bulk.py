@@ -53,9 +53,15 @@ def identity(item: dict[str, Any]) -> tuple[str, frozenset[tuple[str, str]]]:
 def expected_row(item: dict[str, Any], series_id: int) -> dict[str, Any]:
     """The series POST /series stores for an item: trimmed, defaults filled in."""
     full = {**DEFAULTS, **item}
-    return {"series_id": series_id, "name": full["name"].strip(), "unit": full["unit"].strip(),
-            "labels": full["labels"], "overlapping": full["overlapping"], "retention": full["retention"],
-            "description": (full["description"] or "").strip() or None}
+    return {
+        "series_id": series_id,
+        "name": full["name"].strip(),
+        "unit": full["unit"].strip(),
+        "labels": full["labels"],
+        "overlapping": full["overlapping"],
+        "retention": full["retention"],
+        "description": (full["description"] or "").strip() or None,
+    }
 
 
 def expected_flags(existing: set[Any], items: list[dict[str, Any]]) -> tuple[list[bool], list[int]]:
@@ -77,14 +83,26 @@ def truncate(dsn: str) -> None:
 # ------------------------------------------------------------ POST /series/bulk: semantics
 
 PRE = [
-    {"name": "wind", "unit": "MW", "labels": {"site": "A"}, "overlapping": True, "retention": "short",
-     "description": "stored first"},
+    {
+        "name": "wind",
+        "unit": "MW",
+        "labels": {"site": "A"},
+        "overlapping": True,
+        "retention": "short",
+        "description": "stored first",
+    },
     {"name": "solar", "unit": "kW", "labels": {}},
 ]
 ITEMS = [
     # 0: exists (PRE[0]); a different description does not matter
-    {"name": "wind", "unit": "MW", "labels": {"site": "A"}, "overlapping": True, "retention": "short",
-     "description": "ignored"},
+    {
+        "name": "wind",
+        "unit": "MW",
+        "labels": {"site": "A"},
+        "overlapping": True,
+        "retention": "short",
+        "description": "ignored",
+    },
     # 1: new
     {"name": "wind", "unit": "MW", "labels": {"site": "B"}, "overlapping": True, "description": "  B farm "},
     # 2: item 1 again, untrimmed, with another description
@@ -96,8 +114,13 @@ ITEMS = [
     # 5: new, every default
     {"name": "temp", "labels": {"b": "2", "a": "1"}},
     # 6: item 5 again: defaults spelt out, labels in another order
-    {"name": "temp", "labels": {"a": "1", "b": "2"}, "unit": "dimensionless", "overlapping": False,
-     "retention": "medium"},
+    {
+        "name": "temp",
+        "labels": {"a": "1", "b": "2"},
+        "unit": "dimensionless",
+        "overlapping": False,
+        "retention": "medium",
+    },
     # 7: exists (PRE[0]) again
     {"name": "wind", "unit": "MW", "labels": {"site": "A"}, "overlapping": True, "retention": "short"},
 ]
@@ -129,10 +152,17 @@ def test_bulk_equals_post_series_one_by_one(client, clean_db):
     same starting catalogue: the same created flags, the same stored series."""
     rng = random.Random(10)
     # attributes follow from the identity, so no item conflicts
-    pool = [{"name": rng.choice(["wind", " wind", "solar ", "load"]), "labels": labels,
-             "unit": rng.choice(["MW", "kW", " MW"]), "overlapping": rng.random() < 0.5,
-             "retention": rng.choice(["short", "medium", "long"])}
-            for labels in ({}, {"site": "A"}, {"site": "B"}, {"site": "A", "model": "m"}) for _ in range(3)]
+    pool = [
+        {
+            "name": rng.choice(["wind", " wind", "solar ", "load"]),
+            "labels": labels,
+            "unit": rng.choice(["MW", "kW", " MW"]),
+            "overlapping": rng.random() < 0.5,
+            "retention": rng.choice(["short", "medium", "long"]),
+        }
+        for labels in ({}, {"site": "A"}, {"site": "B"}, {"site": "A", "model": "m"})
+        for _ in range(3)
+    ]
     by_identity = {identity(p): p for p in pool}
     items = []
     for n in range(150):
@@ -159,8 +189,10 @@ def test_bulk_equals_post_series_one_by_one(client, clean_db):
     # they must correspond one to one, and name the same stored series
     rename = dict(zip((sid for sid, _ in results), (sid for sid, _ in one_by_one), strict=True))
     assert len(set(rename.values())) == len(rename)
-    assert sorted(({**r, "series_id": rename.get(r["series_id"], r["series_id"])} for r in after_bulk),
-                  key=lambda r: r["series_id"]) == stored(client)
+    assert sorted(
+        ({**r, "series_id": rename.get(r["series_id"], r["series_id"])} for r in after_bulk),
+        key=lambda r: r["series_id"],
+    ) == stored(client)
     created, _ = expected_flags({identity(p) for p in pre}, items)
     assert [c for _, c in results] == created
 
@@ -175,8 +207,9 @@ def test_bulk_again_returns_the_same_ids_not_created(client):
 
 
 def test_bulk_repeated_item_keeps_the_first_description(client):
-    results = bulk_ok(client, [{"name": "s", "description": "first"}, {"name": "s", "description": "second"},
-                               {"name": "s"}])
+    results = bulk_ok(
+        client, [{"name": "s", "description": "first"}, {"name": "s", "description": "second"}, {"name": "s"}]
+    )
     assert results == [(1, True), (1, False), (1, False)]
     assert stored(client) == [expected_row({"name": "s", "description": "first"}, 1)]
 
@@ -195,13 +228,13 @@ def test_conflicts_with_stored_series_list_every_item_and_change_nothing(client)
     solar = make_series(client, name="solar", unit="kW")
     before = stored(client)
     items = [
-        {"name": "new1"},                                                                      # 0 fine
+        {"name": "new1"},  # 0 fine
         {"name": "wind", "unit": "KW", "labels": {"site": "A"}, "overlapping": True, "retention": "short"},  # 1 unit
-        {"name": "solar", "unit": "kW"},                                                       # 2 fine
-        {"name": "solar", "unit": "kW", "overlapping": True},                                  # 3 overlapping
-        {"name": "wind", "unit": "MW", "labels": {"site": "A"}, "overlapping": True},          # 4 retention
-        {"name": "new2", "labels": {"site": "A"}},                                             # 5 fine
-        {"name": "solar", "unit": "kW", "retention": "long", "overlapping": True},             # 6 both
+        {"name": "solar", "unit": "kW"},  # 2 fine
+        {"name": "solar", "unit": "kW", "overlapping": True},  # 3 overlapping
+        {"name": "wind", "unit": "MW", "labels": {"site": "A"}, "overlapping": True},  # 4 retention
+        {"name": "new2", "labels": {"site": "A"}},  # 5 fine
+        {"name": "solar", "unit": "kW", "retention": "long", "overlapping": True},  # 6 both
     ]
     body = assert_problem(bulk(client, items), 409, "/problems/series-conflict")
     errors = body["errors"]
@@ -217,12 +250,12 @@ def test_conflicts_with_stored_series_list_every_item_and_change_nothing(client)
 def test_conflicts_between_items_of_one_request(client):
     before = stored(client)
     items = [
-        {"name": "a", "unit": "MW"},                     # 0 creates a
-        {"name": "b"},                                   # 1
-        {"name": " a", "unit": "kW"},                    # 2 conflicts with 0
+        {"name": "a", "unit": "MW"},  # 0 creates a
+        {"name": "b"},  # 1
+        {"name": " a", "unit": "kW"},  # 2 conflicts with 0
         {"name": "a", "unit": "MW", "description": "x"},  # 3 same as 0: fine
         {"name": "a", "unit": "MW", "overlapping": True},  # 4 conflicts with 0
-        {"name": "b", "retention": "short"},             # 5 conflicts with 1
+        {"name": "b", "retention": "short"},  # 5 conflicts with 1
         {"name": "a", "unit": "kW", "labels": {"k": "v"}},  # 6 another identity: fine
     ]
     body = assert_problem(bulk(client, items), 409, "/problems/series-conflict")
@@ -238,8 +271,11 @@ def test_a_stored_series_decides_over_the_first_item(client):
     """Item by item, POST /series compares each item with the stored series: an item that agrees
     with it is fine even after an earlier item that does not."""
     sid = make_series(client, name="a", unit="MW")
-    body = assert_problem(bulk(client, [{"name": "a", "unit": "kW"}, {"name": "a", "unit": "MW"},
-                                        {"name": "a", "unit": "GW"}]), 409, "/problems/series-conflict")
+    body = assert_problem(
+        bulk(client, [{"name": "a", "unit": "kW"}, {"name": "a", "unit": "MW"}, {"name": "a", "unit": "GW"}]),
+        409,
+        "/problems/series-conflict",
+    )
     assert [(e["index"], e["series_id"]) for e in body["errors"]] == [(0, sid), (2, sid)]
 
 
@@ -254,13 +290,23 @@ def test_a_valid_request_after_a_refused_one_succeeds(client):
 def test_nul_characters_are_400s_listing_every_place_and_change_nothing(client):
     make_series(client, name="kept")
     before = stored(client)
-    items = [{"name": "ok"}, {"name": "a\u0000"}, {"name": "b", "unit": "M\u0000W"}, {"name": "c"},
-             {"name": "d", "labels": {"k\u0000": "v"}}, {"name": "e", "labels": {"k": "v\u0000"}},
-             {"name": "f", "description": "\u0000"}]
+    items = [
+        {"name": "ok"},
+        {"name": "a\u0000"},
+        {"name": "b", "unit": "M\u0000W"},
+        {"name": "c"},
+        {"name": "d", "labels": {"k\u0000": "v"}},
+        {"name": "e", "labels": {"k": "v\u0000"}},
+        {"name": "f", "description": "\u0000"},
+    ]
     body = assert_problem(bulk(client, items), 400, "/problems/invalid-input")
     assert [(e["in"], e["pointer"]) for e in body["errors"]] == [
-        ("body", "/series/1/name"), ("body", "/series/2/unit"), ("body", "/series/4/labels/k\u0000"),
-        ("body", "/series/5/labels/k"), ("body", "/series/6/description")]
+        ("body", "/series/1/name"),
+        ("body", "/series/2/unit"),
+        ("body", "/series/4/labels/k\u0000"),
+        ("body", "/series/5/labels/k"),
+        ("body", "/series/6/description"),
+    ]
     assert all("NUL" in e["message"] for e in body["errors"])
     assert body["detail"].endswith("(at /series/1/name)")
     assert stored(client) == before
@@ -274,22 +320,26 @@ def test_blank_name_is_400_naming_the_item(client, name):
     assert stored(client) == []
 
 
-@pytest.mark.parametrize("body", [
-    {},
-    {"series": []},
-    {"series": None},
-    {"series": {"name": "a"}},
-    {"series": [{"name": "a"}], "extra": 1},
-    {"series": [{"name": "a"}, {}]},
-    {"series": [{"name": "a"}, {"name": "b", "foo": 1}]},
-    {"series": [{"name": "a"}, {"name": "b", "series_id": 3}]},
-    {"series": [{"name": "a"}, {"name": "b", "labels": {"k": 1}}]},
-    {"series": [{"name": "a"}, {"name": "b", "retention": "forever"}]},
-    {"series": [{"name": "a"}, {"name": "b", "overlapping": "yes"}]},
-    {"series": [{"name": "a"}, {"name": "x" * 1001}]},
-    {"series": [{"name": "a"}, "b"]},
-    [{"name": "a"}],
-], ids=lambda b: json.dumps(b)[:60])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"series": []},
+        {"series": None},
+        {"series": {"name": "a"}},
+        {"series": [{"name": "a"}], "extra": 1},
+        {"series": [{"name": "a"}, {}]},
+        {"series": [{"name": "a"}, {"name": "b", "foo": 1}]},
+        {"series": [{"name": "a"}, {"name": "b", "series_id": 3}]},
+        {"series": [{"name": "a"}, {"name": "b", "labels": {"k": 1}}]},
+        {"series": [{"name": "a"}, {"name": "b", "retention": "forever"}]},
+        {"series": [{"name": "a"}, {"name": "b", "overlapping": "yes"}]},
+        {"series": [{"name": "a"}, {"name": "x" * 1001}]},
+        {"series": [{"name": "a"}, "b"]},
+        [{"name": "a"}],
+    ],
+    ids=lambda b: json.dumps(b)[:60],
+)
 def test_invalid_bodies_are_400_and_create_nothing(client, body):
     assert_problem(client.post("/series/bulk", json=body), 400)
     assert stored(client) == []
@@ -341,11 +391,12 @@ def poster(body: dict[str, Any]) -> Callable[[httpx.Client], httpx.Response]:
 
 @pytest.mark.parametrize("attempt", range(3))
 def test_concurrent_overlapping_bulk_calls_create_each_series_once(live, live_server, attempt):
-    shared = [{"name": f"shared{attempt}", "unit": "MW", "labels": {"i": str(i)}, "overlapping": True}
-              for i in range(400)]
+    shared = [
+        {"name": f"shared{attempt}", "unit": "MW", "labels": {"i": str(i)}, "overlapping": True} for i in range(400)
+    ]
     bodies = []
     for t in range(4):
-        items = shared[t * 100:] + shared[:t * 100]  # each thread starts elsewhere ...
+        items = shared[t * 100 :] + shared[: t * 100]  # each thread starts elsewhere ...
         if t % 2:
             items.reverse()  # ... and half of them go the other way (lock order must not matter)
         items += [{"name": f"own{t}", "labels": {"i": str(i)}} for i in range(50)]
@@ -385,13 +436,21 @@ def test_concurrent_conflicting_bulk_calls_one_wins_whole(live, live_server, cle
 
 
 def test_get_one_series(client):
-    sid = make_series(client, name=" wind ", unit="MW", labels={"site": "A"}, overlapping=True,
-                      retention="long", description="d")
+    sid = make_series(
+        client, name=" wind ", unit="MW", labels={"site": "A"}, overlapping=True, retention="long", description="d"
+    )
     make_series(client, name="other")
     resp = client.get(f"/series/{sid}")
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"series_id": sid, "name": "wind", "unit": "MW", "labels": {"site": "A"},
-                           "overlapping": True, "retention": "long", "description": "d"}
+    assert resp.json() == {
+        "series_id": sid,
+        "name": "wind",
+        "unit": "MW",
+        "labels": {"site": "A"},
+        "overlapping": True,
+        "retention": "long",
+        "description": "d",
+    }
     assert resp.json() == client.get("/series", params={"series_id": sid}).json()[0]
 
 
@@ -445,8 +504,14 @@ def patched(series: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-ORIGINAL = {"name": "wind", "unit": "MW", "labels": {"site": "A", "model": "m1", "run": "r1"},
-            "overlapping": True, "retention": "short", "description": "orig"}
+ORIGINAL = {
+    "name": "wind",
+    "unit": "MW",
+    "labels": {"site": "A", "model": "m1", "run": "r1"},
+    "overlapping": True,
+    "retention": "short",
+    "description": "orig",
+}
 
 PATCHES = [
     {},
@@ -513,17 +578,21 @@ def test_patches_apply_one_after_another(client):
         assert resp.json() == doc
 
 
-@pytest.mark.parametrize(("patch", "fields"), [
-    ({"name": "solar"}, ["name"]),
-    ({"name": ""}, ["name"]),
-    ({"unit": "kW"}, ["unit"]),
-    ({"unit": "mw"}, ["unit"]),
-    ({"overlapping": False}, ["overlapping"]),
-    ({"retention": "long"}, ["retention"]),
-    ({"series_id": 999}, ["series_id"]),
-    ({"unit": "kW", "labels": {"x": "1"}, "description": "changed"}, ["unit"]),
-    ({"name": "wind", "unit": "kW", "retention": "medium"}, ["unit", "retention"]),
-], ids=lambda v: json.dumps(v))
+@pytest.mark.parametrize(
+    ("patch", "fields"),
+    [
+        ({"name": "solar"}, ["name"]),
+        ({"name": ""}, ["name"]),
+        ({"unit": "kW"}, ["unit"]),
+        ({"unit": "mw"}, ["unit"]),
+        ({"overlapping": False}, ["overlapping"]),
+        ({"retention": "long"}, ["retention"]),
+        ({"series_id": 999}, ["series_id"]),
+        ({"unit": "kW", "labels": {"x": "1"}, "description": "changed"}, ["unit"]),
+        ({"name": "wind", "unit": "kW", "retention": "medium"}, ["unit", "retention"]),
+    ],
+    ids=lambda v: json.dumps(v),
+)
 def test_immutable_fields_are_409_naming_them(client, patch, fields):
     sid = make_series(client, **ORIGINAL)
     before = stored(client)
@@ -539,8 +608,9 @@ def test_patch_to_another_series_identity_is_409(client):
     b = make_series(client, name="wind", labels={"site": "B", "model": "m"})
     make_series(client, name="solar", labels={"site": "C"})
     before = stored(client)
-    body = assert_problem(client.patch(f"/series/{b}", json={"labels": {"site": "A", "model": None}}), 409,
-                          "/problems/series-conflict")
+    body = assert_problem(
+        client.patch(f"/series/{b}", json={"labels": {"site": "A", "model": None}}), 409, "/problems/series-conflict"
+    )
     assert f"series_id={a}" in body["detail"]
     assert body["series_id"] == a
     assert stored(client) == before
@@ -565,28 +635,32 @@ def test_patch_unknown_series_is_404(client):
     assert_problem(client.patch("/series/5", json={"description": "x"}), 404, "/problems/series-not-found")
 
 
-@pytest.mark.parametrize("patch", [
-    {"foo": 1},
-    {"labels": {"k": 1}},
-    {"labels": {"k": True}},
-    {"labels": {"k": {"nested": "x"}}},
-    {"labels": ["k"]},
-    {"labels": "k=v"},
-    {"labels": {"k": "x" * 1001}},
-    {"description": 5},
-    {"description": "x" * 10001},
-    {"name": None},
-    {"unit": None},
-    {"overlapping": None},
-    {"overlapping": "true"},
-    {"retention": None},
-    {"retention": "forever"},
-    {"series_id": 0},
-    {"series_id": None},
-    [],
-    "description",
-    None,
-], ids=lambda p: json.dumps(p)[:60])
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"foo": 1},
+        {"labels": {"k": 1}},
+        {"labels": {"k": True}},
+        {"labels": {"k": {"nested": "x"}}},
+        {"labels": ["k"]},
+        {"labels": "k=v"},
+        {"labels": {"k": "x" * 1001}},
+        {"description": 5},
+        {"description": "x" * 10001},
+        {"name": None},
+        {"unit": None},
+        {"overlapping": None},
+        {"overlapping": "true"},
+        {"retention": None},
+        {"retention": "forever"},
+        {"series_id": 0},
+        {"series_id": None},
+        [],
+        "description",
+        None,
+    ],
+    ids=lambda p: json.dumps(p)[:60],
+)
 def test_invalid_patch_is_400(client, patch):
     sid = make_series(client, **ORIGINAL)
     before = stored(client)
@@ -598,12 +672,16 @@ def test_invalid_patch_is_400(client, patch):
 def test_patch_without_body_or_with_other_media_type(client):
     sid = make_series(client, name="a")
     assert_problem(client.patch(f"/series/{sid}", headers={"Content-Type": MERGE_PATCH}), 400)
-    assert_problem(client.patch(f"/series/{sid}", content=b"description=x",
-                                headers={"Content-Type": "text/plain"}), 415)
+    assert_problem(
+        client.patch(f"/series/{sid}", content=b"description=x", headers={"Content-Type": "text/plain"}), 415
+    )
 
 
-@pytest.mark.parametrize("patch", [{"description": "a\u0000"}, {"labels": {"k": "\u0000"}},
-                                   {"labels": {"\u0000": "v"}}], ids=["description", "label-value", "label-key"])
+@pytest.mark.parametrize(
+    "patch",
+    [{"description": "a\u0000"}, {"labels": {"k": "\u0000"}}, {"labels": {"\u0000": "v"}}],
+    ids=["description", "label-value", "label-key"],
+)
 def test_nul_in_patch_is_400_naming_the_place(client, patch):
     sid = make_series(client, name="a")
     before = stored(client)
@@ -647,9 +725,11 @@ def test_concurrent_patch_and_create_of_one_identity(live, live_server):
     for round_ in range(6):
         sid = make_series(live, name="race", unit="MW", labels={"from": str(round_)})
         target = {"name": "race", "unit": "MW", "labels": {"to": str(round_)}}
-        calls = [patcher(sid, {"labels": {"from": None, "to": str(round_)}}),
-                 lambda c, body=target: c.post("/series", json=body),
-                 lambda c, body=target: c.post("/series/bulk", json={"series": [body]})]
+        calls = [
+            patcher(sid, {"labels": {"from": None, "to": str(round_)}}),
+            lambda c, body=target: c.post("/series", json=body),
+            lambda c, body=target: c.post("/series/bulk", json={"series": [body]}),
+        ]
         patch, single, many = parallel(live_server, calls)
         assert single.status_code == many.status_code == 200, (single.text, many.text)
         created = single.json()["created"] + many.json()["series"][0]["created"]
@@ -659,8 +739,9 @@ def test_concurrent_patch_and_create_of_one_identity(live, live_server):
         else:
             assert_problem(patch, 409, "/problems/series-conflict")
             assert len(ids) == 1 and ids != {sid} and created == 1
-        assert live.get("/series/count", params={"name": "race", "labels": json.dumps({"to": str(round_)})}
-                        ).json() == {"count": 1}
+        assert live.get("/series/count", params={"name": "race", "labels": json.dumps({"to": str(round_)})}).json() == {
+            "count": 1
+        }
 
 
 # ------------------------------------------------------------------------ Idempotency-Key
@@ -671,8 +752,13 @@ def test_bulk_retry_with_idempotency_key_replays_the_created_flags(client):
     headers = {"Idempotency-Key": "bulk-1"}
     first = client.post("/series/bulk", json={"series": items}, headers=headers)
     assert first.status_code == 200, first.text
-    assert first.json() == {"series": [{"series_id": 1, "created": True}, {"series_id": 2, "created": True},
-                                       {"series_id": 1, "created": False}]}
+    assert first.json() == {
+        "series": [
+            {"series_id": 1, "created": True},
+            {"series_id": 2, "created": True},
+            {"series_id": 1, "created": False},
+        ]
+    }
     assert "idempotent-replayed" not in first.headers
     retry = client.post("/series/bulk", json={"series": items}, headers=headers)
     assert retry.status_code == 200
@@ -680,8 +766,11 @@ def test_bulk_retry_with_idempotency_key_replays_the_created_flags(client):
     assert retry.headers["idempotent-replayed"] == "true"
     # without the key the same request is answered anew: nothing is created this time
     assert bulk_ok(client, items) == [(1, False), (2, False), (1, False)]
-    assert_problem(client.post("/series/bulk", json={"series": items[:1]}, headers=headers), 422,
-                   "/problems/idempotency-key-reused")
+    assert_problem(
+        client.post("/series/bulk", json={"series": items[:1]}, headers=headers),
+        422,
+        "/problems/idempotency-key-reused",
+    )
     assert len(stored(client)) == 2
 
 

@@ -58,10 +58,12 @@ def client(scoped_client: Any, clean_db: str) -> Any:
     return scoped_client
 
 
-def create(client: Any, name: str, labels: dict[str, str], overlapping: bool = False,
-           headers: dict[str, str] | None = None) -> int:
-    resp = client.post("/series", json={"name": name, "unit": "MW", "labels": labels, "overlapping": overlapping},
-                       headers=headers)
+def create(
+    client: Any, name: str, labels: dict[str, str], overlapping: bool = False, headers: dict[str, str] | None = None
+) -> int:
+    resp = client.post(
+        "/series", json={"name": name, "unit": "MW", "labels": labels, "overlapping": overlapping}, headers=headers
+    )
     assert resp.status_code == 200, resp.text
     return int(resp.json()["series_id"])
 
@@ -75,14 +77,14 @@ def answer(resp: Any) -> tuple[int, str, Any]:
 
 def rows_of(db: str, sid: int) -> dict[str, int]:
     with psycopg.connect(db) as conn:
-        return {t: conn.execute(f"SELECT count(*) FROM {t} WHERE series_id = %s", (sid,)).fetchone()[0]
-                for t in FACTS}
+        return {t: conn.execute(f"SELECT count(*) FROM {t} WHERE series_id = %s", (sid,)).fetchone()[0] for t in FACTS}
 
 
 def series_row(db: str, sid: int) -> tuple[Any, ...]:
     with psycopg.connect(db) as conn:
-        return conn.execute("SELECT name, unit, labels, description FROM series_table WHERE series_id = %s",
-                            (sid,)).fetchone()
+        return conn.execute(
+            "SELECT name, unit, labels, description FROM series_table WHERE series_id = %s", (sid,)
+        ).fetchone()
 
 
 @pytest.fixture
@@ -91,8 +93,9 @@ def mine(client: Any) -> dict[str, int]:
     flat = create(client, "wind", {**ACME, "site": "a"}, headers=AS_ACME)
     over = create(client, "solar", {**ACME, "site": "b"}, overlapping=True, headers=AS_ACME)
     for sid in (flat, over):
-        resp = client.post("/values", json={"series_id": sid, "data": [{"valid_time": VT, "value": 1.0}]},
-                           headers=AS_ACME)
+        resp = client.post(
+            "/values", json={"series_id": sid, "data": [{"valid_time": VT, "value": 1.0}]}, headers=AS_ACME
+        )
         assert resp.status_code == 200, resp.text
     return {"flat": flat, "over": over}
 
@@ -129,17 +132,30 @@ def requests(h: int, mine: dict[str, int]) -> dict[str, tuple[str, str, Any]]:
         "insert by id": ("POST", "/values", {"series_id": h, "data": [point]}),
         "insert by name": ("POST", "/values", {**by_name, "data": [point]}),
         "insert by id, skip_unchanged": ("POST", "/values", {"series_id": h, "data": [point], "skip_unchanged": True}),
-        "bulk by id": ("POST", "/values/bulk", {"rows": [{"series_id": mine["flat"], **point},
-                                                         {"series_id": h, **point}]}),
+        "bulk by id": (
+            "POST",
+            "/values/bulk",
+            {"rows": [{"series_id": mine["flat"], **point}, {"series_id": h, **point}]},
+        ),
         "bulk by name": ("POST", "/values/bulk", {"rows": [{**by_name, **point}]}),
         "correct by id": ("PUT", "/values", {"updates": [{"series_id": h, "valid_time": VT, "value": 3.0}]}),
         "correct by name": ("PUT", "/values", {"updates": [{**by_name, "valid_time": VT, "value": 3.0}]}),
-        "correct by id, second item": ("PUT", "/values", {"updates": [
-            {"series_id": mine["flat"], "valid_time": VT, "value": 3.0},
-            {"series_id": h, "valid_time": VT, "value": 3.0}]}),
+        "correct by id, second item": (
+            "PUT",
+            "/values",
+            {
+                "updates": [
+                    {"series_id": mine["flat"], "valid_time": VT, "value": 3.0},
+                    {"series_id": h, "valid_time": VT, "value": 3.0},
+                ]
+            },
+        ),
         # the hidden series' batch (id 2: after the one of acme's overlapping series) with acme's series
-        "correct another's batch": ("PUT", "/values", {"updates": [
-            {"series_id": mine["over"], "batch_id": 2, "valid_time": VT, "value": 3.0}]}),
+        "correct another's batch": (
+            "PUT",
+            "/values",
+            {"updates": [{"series_id": mine["over"], "batch_id": 2, "valid_time": VT, "value": 3.0}]},
+        ),
     }
 
 
@@ -155,8 +171,9 @@ REQUESTS = sorted(requests(0, {"flat": 0, "over": 0}))
 def hide(client: Any, hidden_id: int) -> None:
     """Create the hidden series (tenant other, overlapping, with a value in batch 2)."""
     assert create(client, "hidden", {**OTHER, "site": "x"}, overlapping=True, headers=AS_OTHER) == hidden_id
-    resp = client.post("/values", json={"series_id": hidden_id, "data": [{"valid_time": VT, "value": 9.0}]},
-                       headers=AS_OTHER)
+    resp = client.post(
+        "/values", json={"series_id": hidden_id, "data": [{"valid_time": VT, "value": 9.0}]}, headers=AS_OTHER
+    )
     assert resp.status_code == 200 and resp.json()["batch_id"] == 2, resp.text
 
 
@@ -200,8 +217,9 @@ def test_lists_counts_and_label_values_hold_only_series_inside_the_scope(client,
     theirs = client.get("/series", params={"labels": json.dumps(OTHER)}).json()[0]["series_id"]
     forged = base64.urlsafe_b64encode(b"%d" % theirs).decode().rstrip("=")
     nowhere = base64.urlsafe_b64encode(b"%d" % 999).decode().rstrip("=")
-    assert (answer(client.get("/series", params={"cursor": forged}, headers=AS_ACME))
-            == answer(client.get("/series", params={"cursor": nowhere}, headers=AS_ACME)))
+    assert answer(client.get("/series", params={"cursor": forged}, headers=AS_ACME)) == answer(
+        client.get("/series", params={"cursor": nowhere}, headers=AS_ACME)
+    )
 
 
 def test_ambiguity_counts_only_series_inside_the_scope(client, mine):
@@ -210,12 +228,12 @@ def test_ambiguity_counts_only_series_inside_the_scope(client, mine):
     assert resp.status_code == 200, resp.text
     assert [r["value"] for r in resp.json()["data"]] == [1.0]
     assert_problem(client.get("/values", params={"name": "wind"}), 400, "/problems/ambiguous-series")
-    resp = client.post("/values", json={"name": "wind", "data": [{"valid_time": VT, "value": 5.0}]},
-                       headers=AS_ACME)
+    resp = client.post("/values", json={"name": "wind", "data": [{"valid_time": VT, "value": 5.0}]}, headers=AS_ACME)
     assert resp.status_code == 200 and resp.json()["series_id"] == mine["flat"], resp.text
     second = create(client, "wind", {**ACME, "site": "c"}, headers=AS_ACME)
-    body = assert_problem(client.get("/values", params={"name": "wind"}, headers=AS_ACME), 400,
-                          "/problems/ambiguous-series")
+    body = assert_problem(
+        client.get("/values", params={"name": "wind"}, headers=AS_ACME), 400, "/problems/ambiguous-series"
+    )
     assert "match 2 series" in body["detail"], body
     assert str(second) in body["detail"] and str(mine["flat"]) in body["detail"]
 
@@ -229,11 +247,15 @@ def test_in_scope_operations_work(client, clean_db, mine):
     assert [r["value"] for r in resp.json()["data"]] == [1.0]
     resp = client.post("/values/query", json={"filter": {}}, headers=AS_ACME)
     assert resp.status_code == 200 and resp.json()["count"] == 2, resp.text
-    resp = client.post("/values/bulk", json={"rows": [{"series_id": flat, "valid_time": VT, "value": 4.0}]},
-                       headers=AS_ACME)
+    resp = client.post(
+        "/values/bulk", json={"rows": [{"series_id": flat, "valid_time": VT, "value": 4.0}]}, headers=AS_ACME
+    )
     assert resp.status_code == 200 and resp.json()["rows_inserted"] == 1, resp.text
-    resp = client.put("/values", json={"updates": [{"series_id": over, "batch_id": 1, "valid_time": VT,
-                                                    "value": 6.0}]}, headers=AS_ACME)
+    resp = client.put(
+        "/values",
+        json={"updates": [{"series_id": over, "batch_id": 1, "valid_time": VT, "value": 6.0}]},
+        headers=AS_ACME,
+    )
     assert resp.status_code == 200, resp.text
     assert rows_of(clean_db, flat) == {"batches_table": 0, "flat": 2, "overlapping": 0}
     assert rows_of(clean_db, over) == {"batches_table": 1, "flat": 0, "overlapping": 2}
@@ -254,10 +276,15 @@ def test_creating_a_series_outside_the_scope_is_forbidden(client, clean_db):
 
 
 def test_bulk_creation_lists_the_items_outside_the_scope(client, clean_db):
-    items = [{"name": "a", "labels": ACME}, {"name": "b", "labels": OTHER}, {"name": "c"},
-             {"name": "d", "labels": {**ACME, "x": "y"}}]
-    body = assert_problem(client.post("/series/bulk", json={"series": items}, headers=AS_ACME), 403,
-                          "/problems/forbidden")
+    items = [
+        {"name": "a", "labels": ACME},
+        {"name": "b", "labels": OTHER},
+        {"name": "c"},
+        {"name": "d", "labels": {**ACME, "x": "y"}},
+    ]
+    body = assert_problem(
+        client.post("/series/bulk", json={"series": items}, headers=AS_ACME), 403, "/problems/forbidden"
+    )
     assert [e["index"] for e in body["errors"]] == [1, 2]
     assert body["errors"][0]["message"] == "series[1]: labels {'tenant': 'other'} do not contain {\"tenant\":\"acme\"}."
     with psycopg.connect(clean_db) as conn:
@@ -270,8 +297,7 @@ def test_a_patch_cannot_move_a_series_out_of_the_scope(client, clean_db, mine):
     sid = mine["flat"]
     stored = series_row(clean_db, sid)
     for patch in ({"labels": OTHER}, {"labels": {"tenant": None}}, {"labels": None}):
-        body = assert_problem(client.patch(f"/series/{sid}", json=patch, headers=AS_ACME), 403,
-                              "/problems/forbidden")
+        body = assert_problem(client.patch(f"/series/{sid}", json=patch, headers=AS_ACME), 403, "/problems/forbidden")
         assert '{"tenant":"acme"}' in body["detail"]
     assert series_row(clean_db, sid) == stored
 
@@ -296,4 +322,3 @@ def test_an_idempotency_key_of_another_tenant_is_not_replayed(client, clean_db, 
     got = answer(resp)
     assert got[0] == 404 and got[2]["detail"] == expected[2]["detail"].replace("999", str(mine["flat"]))
     assert rows_of(clean_db, mine["flat"])["flat"] == 2
-

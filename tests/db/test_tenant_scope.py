@@ -30,11 +30,13 @@ def conn(clean_db: str) -> Iterator[psycopg.Connection]:
         yield c
 
 
-def make(conn: psycopg.Connection, name: str, labels: dict[str, str], unit: str = "MW",
-         overlapping: bool = False) -> int:
+def make(
+    conn: psycopg.Connection, name: str, labels: dict[str, str], unit: str = "MW", overlapping: bool = False
+) -> int:
     """A series created unscoped (as an administrator or another tenant would)."""
-    sid, created = db.create_series(conn, name=name, unit=unit, labels=labels, description=None,
-                                    overlapping=overlapping, retention="medium")
+    sid, created = db.create_series(
+        conn, name=name, unit=unit, labels=labels, description=None, overlapping=overlapping, retention="medium"
+    )
     assert created
     return sid
 
@@ -143,31 +145,48 @@ def test_ambiguity_counts_only_series_inside_the_scope(conn, acme):
 
 def test_creating_a_series_outside_the_scope_is_forbidden(conn):
     with tenant.scoped(ACME):
-        sid, created = db.create_series(conn, name="wind", unit="MW", labels={**ACME, "site": "a"},
-                                        description=None, overlapping=False, retention="medium")
+        sid, created = db.create_series(
+            conn,
+            name="wind",
+            unit="MW",
+            labels={**ACME, "site": "a"},
+            description=None,
+            overlapping=False,
+            retention="medium",
+        )
         assert created
         for labels in ({}, {"site": "a"}, OTHER, {"tenant": "acme2"}):
             with pytest.raises(Forbidden) as caught:
-                db.create_series(conn, name="wind", unit="MW", labels=labels, description=None,
-                                 overlapping=False, retention="medium")
+                db.create_series(
+                    conn, name="wind", unit="MW", labels=labels, description=None, overlapping=False, retention="medium"
+                )
             assert caught.value.detail == 'This token may only create series whose labels contain {"tenant":"acme"}.'
         # getting the existing series again works (it is inside the scope by construction)
-        assert db.create_series(conn, name="wind", unit="MW", labels={"site": "a", **ACME}, description=None,
-                                overlapping=False, retention="medium") == (sid, False)
+        assert db.create_series(
+            conn,
+            name="wind",
+            unit="MW",
+            labels={"site": "a", **ACME},
+            description=None,
+            overlapping=False,
+            retention="medium",
+        ) == (sid, False)
     assert series_count(conn) == 1
 
 
 def test_bulk_creation_lists_every_item_outside_the_scope(conn):
     def item(labels: dict[str, str]) -> db.NewSeries:
-        return db.NewSeries(name="wind", unit="MW", labels=labels, description=None, overlapping=False,
-                            retention="medium")
+        return db.NewSeries(
+            name="wind", unit="MW", labels=labels, description=None, overlapping=False, retention="medium"
+        )
 
     with tenant.scoped(ACME):
         with pytest.raises(Forbidden) as caught:
             db.create_many(conn, [item(ACME), item(OTHER), item({**ACME, "site": "a"}), item({})])
         assert [e["index"] for e in caught.value.extra["errors"]] == [1, 3]
         assert caught.value.detail.startswith(
-            'Items outside this token\'s scope (labels must contain {"tenant":"acme"}): 2 of 4; nothing was created')
+            'Items outside this token\'s scope (labels must contain {"tenant":"acme"}): 2 of 4; nothing was created'
+        )
         assert series_count(conn) == 0
         assert [created for _, created in db.create_many(conn, [item(ACME), item({**ACME, "x": "y"})])] == [True, True]
     assert series_count(conn) == 2
@@ -220,8 +239,10 @@ def test_scoped_statements_filter_in_sql(conn):
 
 
 def test_a_scoped_label_lookup_can_use_the_labels_index(conn):
-    conn.execute("INSERT INTO series_table (name, labels) SELECT 's' || i, jsonb_build_object('tenant', 't' || i) "
-                 "FROM generate_series(1, 5000) i")
+    conn.execute(
+        "INSERT INTO series_table (name, labels) SELECT 's' || i, jsonb_build_object('tenant', 't' || i) "
+        "FROM generate_series(1, 5000) i"
+    )
     conn.execute("ANALYZE series_table")
     with tenant.scoped({"tenant": "t7"}):
         where, params = db.SeriesFilter().where()

@@ -31,6 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if HERE in Path(item.fspath).parents:
             item.add_marker(pytest.mark.faults)
 
+
 BIN = Path(sys.executable).parent
 TIMEDB = [str(BIN / "timedb")] if (BIN / "timedb").exists() else [sys.executable, "-m", "timedb"]
 
@@ -80,8 +81,7 @@ def serve(make_database) -> Iterator[Callable[..., Server]]:
     """
     started: list[Server] = []
 
-    def start(dsn: str | None = None, command: list[str] | None = None, port_arg: bool = True,
-              **env: str) -> Server:
+    def start(dsn: str | None = None, command: list[str] | None = None, port_arg: bool = True, **env: str) -> Server:
         dsn = dsn or make_database()
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -91,8 +91,7 @@ def serve(make_database) -> Iterator[Callable[..., Server]]:
         else:
             args = [a.replace("{port}", str(port)) for a in args]
         full_env = server_env(dsn, **env)
-        server = Server(url, start_process(args, full_env, url + "/healthz", cwd=Path(tempfile.gettempdir())),
-                        dsn, env)
+        server = Server(url, start_process(args, full_env, url + "/healthz", cwd=Path(tempfile.gettempdir())), dsn, env)
         started.append(server)
         return server
 
@@ -129,29 +128,34 @@ def bouncer(tmp_path: Path, server_dsn: str) -> Iterator[PgBouncer]:
         yield b
 
 
-def seed_series(dsn: str, rows: int, *, overlapping: bool = False, name: str = "big",
-                revisions: int = 1) -> int:
+def seed_series(dsn: str, rows: int, *, overlapping: bool = False, name: str = "big", revisions: int = 1) -> int:
     """A series holding `rows` valid_times (x revisions), one per minute from 2020-01-01, value = i
     (+ revision), loaded with one INSERT ... SELECT (fast); returns its id."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         sid = conn.execute(
             "INSERT INTO series_table (name, unit, overlapping) VALUES (%s, 'MW', %s) RETURNING series_id",
-            (name, overlapping)).fetchone()[0]
+            (name, overlapping),
+        ).fetchone()[0]
         if overlapping:
             for r in range(revisions):
                 batch = conn.execute(
                     "INSERT INTO batches_table (series_id, known_time) VALUES (%s, '2019-12-01'::timestamptz"
-                    " + %s * interval '1 hour') RETURNING batch_id", (sid, r)).fetchone()[0]
+                    " + %s * interval '1 hour') RETURNING batch_id",
+                    (sid, r),
+                ).fetchone()[0]
                 conn.execute(
                     "INSERT INTO overlapping (batch_id, series_id, valid_time, known_time, value) "
                     "SELECT %s, %s, '2020-01-01'::timestamptz + i * interval '1 minute', "
                     "'2019-12-01'::timestamptz + %s * interval '1 hour', i + %s "
-                    "FROM generate_series(0, %s - 1) i", (batch, sid, r, r, rows))
+                    "FROM generate_series(0, %s - 1) i",
+                    (batch, sid, r, r, rows),
+                )
         else:
             conn.execute(
                 "INSERT INTO flat (series_id, valid_time, value) "
                 "SELECT %s, '2020-01-01'::timestamptz + i * interval '1 minute', i FROM generate_series(0, %s - 1) i",
-                (sid, rows))
+                (sid, rows),
+            )
         conn.execute("ANALYZE flat; ANALYZE overlapping")
     return int(sid)
 
@@ -164,7 +168,8 @@ def backends(dsn: str, *, application_name: str = "timedb") -> list[dict[str, An
         return cur.execute(
             "SELECT pid, state, wait_event_type, wait_event, query FROM pg_stat_activity "
             "WHERE datname = %s AND application_name = %s AND pid <> pg_backend_pid()",
-            (dbname, application_name)).fetchall()
+            (dbname, application_name),
+        ).fetchall()
 
 
 def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
@@ -177,4 +182,3 @@ def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.1) 
             return last
         time.sleep(interval)
     pytest.fail(f"condition not met within {timeout} s (last: {last!r})")
-

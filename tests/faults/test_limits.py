@@ -66,8 +66,7 @@ def connect(server: Any) -> socket.socket:
 
 
 def request_head(method: str, path: str, headers: dict[str, str] | None = None) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1",
-             *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in (headers or {}).items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -140,7 +139,7 @@ def send_while_unanswered(sock: socket.socket, chunks: list[bytes], pause: float
 
 
 def chunked(data: bytes, size: int) -> list[bytes]:
-    return [data[i:i + size] for i in range(0, len(data), size)]
+    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 def values_body(series_id: int, points: int, start_minute: int = 0) -> bytes:
@@ -155,8 +154,10 @@ def _minute(i: int) -> str:
 def make_series(dsn: str, name: str = "s", overlapping: bool = False) -> int:
     """A series created with SQL (not through the server under test)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute("INSERT INTO series_table (name, unit, overlapping) VALUES (%s, 'MW', %s) "
-                           "RETURNING series_id", (name, overlapping)).fetchone()
+        row = conn.execute(
+            "INSERT INTO series_table (name, unit, overlapping) VALUES (%s, 'MW', %s) RETURNING series_id",
+            (name, overlapping),
+        ).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -183,8 +184,10 @@ def assert_unavailable(resp: Any, type_: str | None = None) -> dict[str, Any]:
 
 def no_busy_sessions(dsn: str) -> Callable[[], bool]:
     """Check: none of the server's sessions runs a query or sits in an open transaction."""
+
     def check() -> bool:
         return all(b["state"] == "idle" for b in backends(dsn))
+
     return check
 
 
@@ -224,8 +227,10 @@ def test_recovers_within_5s_after_a_20s_database_outage(cluster, cluster_db, ser
 
         def recovered() -> bool:
             try:
-                return (http.get("/readyz", timeout=1).status_code == 200
-                        and http.get("/values", params={"series_id": sid}, timeout=1).status_code == 200)
+                return (
+                    http.get("/readyz", timeout=1).status_code == 200
+                    and http.get("/values", params={"series_id": sid}, timeout=1).status_code == 200
+                )
             except httpx.TimeoutException:
                 return False
 
@@ -250,22 +255,28 @@ def test_postgres_kill9_gives_503_then_recovers_without_stale_connections(cluste
         for _ in range(4):  # the pool holds connections that kill -9 will break
             assert http.get("/values", params={"series_id": sid}).status_code == 200
         cluster.kill9()
-        during = run_all([lambda: http.get("/readyz"),
-                          lambda: http.get("/values", params={"series_id": sid}),
-                          lambda: http.post("/values", json={"series_id": sid, "data": [
-                              {"valid_time": "2030-01-01T00:00:00Z", "value": 1.0}]})], timeout=30)
+        during = run_all(
+            [
+                lambda: http.get("/readyz"),
+                lambda: http.get("/values", params={"series_id": sid}),
+                lambda: http.post(
+                    "/values", json={"series_id": sid, "data": [{"valid_time": "2030-01-01T00:00:00Z", "value": 1.0}]}
+                ),
+            ],
+            timeout=30,
+        )
         for resp in during:
             assert_unavailable(resp)
         cluster.start()
         wait_until(lambda: http.get("/readyz").status_code == 200, timeout=15, interval=0.2)
         for i in range(12):
             assert http.get("/values", params={"series_id": sid}).status_code == 200
-            resp = http.post("/values", json={"series_id": sid, "data": [{"valid_time": _minute(10**6 + i),
-                                                                            "value": 1.0}]})
+            resp = http.post(
+                "/values", json={"series_id": sid, "data": [{"valid_time": _minute(10**6 + i), "value": 1.0}]}
+            )
             assert resp.status_code == 200, resp.text
             assert http.get("/readyz").status_code == 200
-        results = run_all([lambda: [http.get("/series").status_code for _ in range(5)] for _ in range(4)],
-                          timeout=60)
+        results = run_all([lambda: [http.get("/series").status_code for _ in range(5)] for _ in range(4)], timeout=60)
         assert all(code == 200 for codes in results for code in codes), results
     # the write attempted during the outage was not stored; the 12 after it were
     assert stored_rows(cluster_db, sid) == 112
@@ -291,8 +302,7 @@ def test_lock_timeout_answers_503_and_stores_nothing(serve):
         assert stored_rows(server.dsn, sid) == 0
 
         holder.execute("LOCK TABLE flat IN ACCESS EXCLUSIVE MODE")
-        for call in (lambda: http.post("/values", json=point),
-                     lambda: http.get("/values", params={"series_id": sid})):
+        for call in (lambda: http.post("/values", json=point), lambda: http.get("/values", params={"series_id": sid})):
             resp, took = timed(call)
             assert_unavailable(resp, "/problems/lock-timeout")
             assert took < 5
@@ -320,8 +330,10 @@ def test_statement_timeout_answers_503_query_timeout(serve, make_database):
         assert took < 10
 
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS "
-                         "$$ BEGIN PERFORM pg_sleep(0.2); RETURN NEW; END $$")
+            conn.execute(
+                "CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(0.2); RETURN NEW; END $$"
+            )
             conn.execute("CREATE TRIGGER slow_row BEFORE INSERT ON flat FOR EACH ROW EXECUTE FUNCTION slow_row()")
         body = {"series_id": sid, "data": [{"valid_time": _minute(i), "value": 1.0} for i in range(3)]}
         resp, took = timed(lambda: http.post("/values", json=body))
@@ -335,8 +347,9 @@ def test_statement_timeout_answers_503_query_timeout(serve, make_database):
         assert http.post("/values", json=body).status_code == 200
         assert http.get("/values", params={"series_id": sid}).json()["count"] == 3
         # a read that streams from its first row is not cut by the per-step limit
-        assert http.get("/values", params={"series_id": big, "end_valid": "2020-01-02T00:00:00Z"}
-                        ).json()["count"] == 1440
+        assert (
+            http.get("/values", params={"series_id": big, "end_valid": "2020-01-02T00:00:00Z"}).json()["count"] == 1440
+        )
     wait_until(no_busy_sessions(dsn), timeout=5)
 
 
@@ -344,8 +357,9 @@ def test_series_list_is_paged_by_1000_by_default(client, clean_db):
     """Item 6: GET /series without limit returns at most 1,000 series and a Link rel=next to the
     rest (1,005 series)."""
     with psycopg.connect(clean_db, autocommit=True) as conn:
-        conn.execute("INSERT INTO series_table (name) SELECT 's' || lpad(i::text, 5, '0') "
-                     "FROM generate_series(1, 1005) i")
+        conn.execute(
+            "INSERT INTO series_table (name) SELECT 's' || lpad(i::text, 5, '0') FROM generate_series(1, 1005) i"
+        )
     resp = client.get("/series")
     assert resp.status_code == 200
     first = resp.json()
@@ -367,14 +381,22 @@ def test_pool_exhaustion_is_server_busy_and_healthz_stays_fast(serve):
     /problems/server-busy with Retry-After within a few seconds (not 'database not reachable');
     and with 60 requests blocked waiting for a connection (every worker thread busy), /healthz
     still answers 200 within 2 s."""
-    server = serve(TIMEDB_POOL_MAX_SIZE="2", TIMEDB_POOL_MIN_SIZE="2", TIMEDB_POOL_TIMEOUT="1",
-                   TIMEDB_POOL_MAX_WAITING="2", TIMEDB_LOCK_TIMEOUT="60s")
+    server = serve(
+        TIMEDB_POOL_MAX_SIZE="2",
+        TIMEDB_POOL_MIN_SIZE="2",
+        TIMEDB_POOL_TIMEOUT="1",
+        TIMEDB_POOL_MAX_WAITING="2",
+        TIMEDB_LOCK_TIMEOUT="60s",
+    )
     sid = make_series(server.dsn)
     point = {"series_id": sid, "data": [{"valid_time": "2024-01-01T00:00:00Z", "value": 1.0}]}
     with server.client(timeout=30) as http:
         with both_connections_waiting(server, http, point):
-            busy = run_all([lambda: timed(lambda: http.get("/series")) for _ in range(4)]
-                           + [lambda: timed(lambda: http.get("/readyz"))], timeout=30)
+            busy = run_all(
+                [lambda: timed(lambda: http.get("/series")) for _ in range(4)]
+                + [lambda: timed(lambda: http.get("/readyz"))],
+                timeout=30,
+            )
             for resp, took in busy:
                 body = assert_unavailable(resp, "/problems/server-busy")
                 assert "not reachable" not in body["detail"]
@@ -383,8 +405,14 @@ def test_pool_exhaustion_is_server_busy_and_healthz_stays_fast(serve):
     server.stop()
 
     # a queue without bound (max_waiting 0): 60 requests wait for a connection in worker threads
-    server = serve(dsn=server.dsn, TIMEDB_POOL_MAX_SIZE="2", TIMEDB_POOL_MIN_SIZE="2", TIMEDB_POOL_TIMEOUT="8",
-                   TIMEDB_POOL_MAX_WAITING="0", TIMEDB_LOCK_TIMEOUT="60s")
+    server = serve(
+        dsn=server.dsn,
+        TIMEDB_POOL_MAX_SIZE="2",
+        TIMEDB_POOL_MIN_SIZE="2",
+        TIMEDB_POOL_TIMEOUT="8",
+        TIMEDB_POOL_MAX_WAITING="0",
+        TIMEDB_LOCK_TIMEOUT="60s",
+    )
     sockets: list[socket.socket] = []
     with server.client(timeout=30) as http:
         with both_connections_waiting(server, http, point):
@@ -415,6 +443,7 @@ def test_pool_exhaustion_is_server_busy_and_healthz_stays_fast(serve):
 def both_connections_waiting(server: Any, http: httpx.Client, point: dict[str, Any]) -> Iterator[None]:
     """The server's two pool connections held by POSTs waiting on a table lock (released, and
     the POSTs answered 200, when the block ends)."""
+
     def waiting_writers() -> bool:
         return sum(b["wait_event_type"] == "Lock" for b in backends(server.dsn)) >= 2
 
@@ -438,8 +467,12 @@ def test_body_limits(serve):
     with TIMEDB_MAX_LARGE_BODIES=1 a second large body, while a first one is being uploaded
     slowly, gets 503 /problems/server-busy (and the first is stored); a body that stalls gets
     408 /problems/request-timeout after TIMEDB_CLIENT_TIMEOUT."""
-    server = serve(TIMEDB_MAX_BODY_BYTES=str(4 * MiB), TIMEDB_MAX_LARGE_BODIES="1", TIMEDB_POOL_TIMEOUT="1",
-                   TIMEDB_CLIENT_TIMEOUT="2")
+    server = serve(
+        TIMEDB_MAX_BODY_BYTES=str(4 * MiB),
+        TIMEDB_MAX_LARGE_BODIES="1",
+        TIMEDB_POOL_TIMEOUT="1",
+        TIMEDB_CLIENT_TIMEOUT="2",
+    )
     sid = make_series(server.dsn)
     json_head = {"Content-Type": "application/json"}
 
@@ -455,8 +488,7 @@ def test_body_limits(serve):
     # over the limit: declared (answered before the body is read), and chunked (answered once the
     # limit is passed; nothing more is sent, so the server closes a drained connection: no reset)
     with connect(server) as sock:
-        sock.sendall(request_head("POST", "/values", {**json_head, "Content-Length": str(5 * MiB)})
-                     + b" " * 65536)
+        sock.sendall(request_head("POST", "/values", {**json_head, "Content-Length": str(5 * MiB)}) + b" " * 65536)
         assert_problem(read_response(sock, timeout=5), 413, "/problems/payload-too-large")
     with connect(server) as sock:
         part = b"%x\r\n%s\r\n" % (256 * 1024, b" " * 256 * 1024)
@@ -487,8 +519,9 @@ def test_body_limits(serve):
         time.sleep(0.2)
         with connect(server) as sock:
             t0 = time.monotonic()
-            sock.sendall(request_head("POST", "/values", {**json_head, "Content-Length": str(len(large))})
-                         + large[:1000])
+            sock.sendall(
+                request_head("POST", "/values", {**json_head, "Content-Length": str(len(large))}) + large[:1000]
+            )
             resp = read_response(sock, timeout=5)
             assert_unavailable(resp, "/problems/server-busy")
             assert time.monotonic() - t0 < 5
@@ -530,8 +563,10 @@ def test_deep_batch_params_is_400(client, depth):
     batch_params, or saying the body nests too deeply), never a 500 (RecursionError in a JSON
     encoder)."""
     sid = client.post("/series", json={"name": "forecast", "overlapping": True}).json()["series_id"]
-    body = (f'{{"series_id": {sid}, "data": [{{"valid_time": "2024-01-01T00:00:00Z", "value": 1}}], '
-            f'"batch_params": {nested_object(depth)}}}')
+    body = (
+        f'{{"series_id": {sid}, "data": [{{"valid_time": "2024-01-01T00:00:00Z", "value": 1}}], '
+        f'"batch_params": {nested_object(depth)}}}'
+    )
     problem = assert_problem(client.post("/values", content=body, headers=JSON_HEADERS), 400)
     # (past a few hundred levels the schema validator gives up before it can name the field)
     assert "batch_params" in problem["detail"] or "nests too deeply" in problem["detail"], problem
@@ -575,8 +610,9 @@ def test_malformed_dsn_password_is_never_printed(command):
         "timedb api": ([*TIMEDB, "api", "--port", port], server_env(BAD_DSN)),
         "timedb create tables": ([*TIMEDB, "create", "tables", "--dsn", BAD_DSN, "--yes"], server_env(None)),
     }[command]
-    done = subprocess.run(argv, env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        argv, env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True, timeout=60, check=False
+    )
     output = done.stdout + done.stderr
     assert done.returncode != 0, output
     assert "PASS" not in done.stdout and "PASS" not in done.stderr, output
@@ -642,8 +678,10 @@ def test_slow_clients_are_cut_off(serve):
 
     with connect(server) as sock:
         t0 = time.monotonic()
-        sock.sendall(request_head("POST", "/series", {"Content-Type": "application/json",
-                                                      "Content-Length": "100"}) + b'{"name": ')
+        sock.sendall(
+            request_head("POST", "/series", {"Content-Type": "application/json", "Content-Length": "100"})
+            + b'{"name": '
+        )
         assert_problem(read_response(sock, timeout=8), 408, "/problems/request-timeout")
         assert time.monotonic() - t0 < 6
     assert server.alive()
@@ -652,8 +690,20 @@ def test_slow_clients_are_cut_off(serve):
 def test_gunicorn_worker_cuts_off_slow_clients_and_stops_on_sigterm(serve):
     """Item 13 under gunicorn (`-k timedb.workers.UvicornWorker`, TIMEDB_CLIENT_TIMEOUT=2): a
     slowloris client is answered 408 and closed; the server exits cleanly (status 0) on SIGTERM."""
-    server = serve(command=[str(BIN / "gunicorn"), "timedb.api:app", "-k", "timedb.workers.UvicornWorker",
-                            "-w", "1", "--bind", "127.0.0.1:{port}"], port_arg=False, TIMEDB_CLIENT_TIMEOUT="2")
+    server = serve(
+        command=[
+            str(BIN / "gunicorn"),
+            "timedb.api:app",
+            "-k",
+            "timedb.workers.UvicornWorker",
+            "-w",
+            "1",
+            "--bind",
+            "127.0.0.1:{port}",
+        ],
+        port_arg=False,
+        TIMEDB_CLIENT_TIMEOUT="2",
+    )
     resp, took = slowloris(server)
     assert resp is not None and resp.status_code == 408, resp
     assert took < 4.5

@@ -90,7 +90,7 @@ def dechunk(raw: bytes) -> tuple[bytes, bool]:
         if size == 0:
             return body, True
         body += rest[:size]
-        rest = rest[size + 2:]
+        rest = rest[size + 2 :]
     return body, False
 
 
@@ -182,8 +182,11 @@ def httpx_tiny_read_timeout(server: Server, sid: int) -> None:
             pass
 
 
-@pytest.mark.parametrize("disconnect", [close_after_50ms, close_after_first_bytes, head_request,
-                                        httpx_tiny_read_timeout], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "disconnect",
+    [close_after_50ms, close_after_first_bytes, head_request, httpx_tiny_read_timeout],
+    ids=lambda f: f.__name__,
+)
 def test_client_disconnect_mid_stream_does_not_freeze_the_server(serve, disconnect):
     """Clients leaving a streamed read (closing 50 ms after sending, after the first bytes, after
     the headers of a HEAD, or on a tiny read timeout) leave a server that answers /healthz, serves
@@ -250,8 +253,9 @@ def test_sigterm_with_a_stalled_reader_exits_after_the_graceful_limit(stalled_re
     """SIGTERM while a reader is stalled (client timeout far away): `timedb api
     --timeout-graceful-shutdown 3` exits within the limit plus a few seconds, and PostgreSQL
     drops the session. (Before the fix the process never exited.)"""
-    server, _, _ = stalled_reader(command=[*TIMEDB, "api", "--timeout-graceful-shutdown", "3"],
-                               TIMEDB_CLIENT_TIMEOUT="120")
+    server, _, _ = stalled_reader(
+        command=[*TIMEDB, "api", "--timeout-graceful-shutdown", "3"], TIMEDB_CLIENT_TIMEOUT="120"
+    )
     server.stop(timeout=3 + 7)
     wait_until(lambda: not backends(server.dsn), 10)
 
@@ -304,8 +308,12 @@ def test_sigterm_lets_in_flight_read_and_write_finish(serve):
     target = seed_series(server.dsn, 0, name="target")
     points = 200_000
     t0 = datetime(2030, 1, 1, tzinfo=UTC)
-    payload = json.dumps({"series_id": target, "data": [
-        {"valid_time": (t0 + timedelta(minutes=i)).isoformat(), "value": i} for i in range(points)]}).encode()
+    payload = json.dumps(
+        {
+            "series_id": target,
+            "data": [{"valid_time": (t0 + timedelta(minutes=i)).isoformat(), "value": i} for i in range(points)],
+        }
+    ).encode()
     read_started, write_started, signalled = threading.Event(), threading.Event(), threading.Event()
     results: dict[str, tuple | Exception] = {}
 
@@ -331,8 +339,11 @@ def test_sigterm_lets_in_flight_read_and_write_finish(serve):
     def write() -> None:
         try:
             with server.client(timeout=60) as c:
-                resp = c.post("/values", content=upload(), headers={"Content-Type": "application/json",
-                                                                   "Content-Length": str(len(payload))})
+                resp = c.post(
+                    "/values",
+                    content=upload(),
+                    headers={"Content-Type": "application/json", "Content-Length": str(len(payload))},
+                )
                 results["write"] = (resp.status_code, resp.json())
         except Exception as exc:
             results["write"] = exc

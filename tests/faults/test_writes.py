@@ -56,8 +56,7 @@ def scalar(dsn: str, sql: str, params: Any = None) -> Any:
 
 def new_series(c: httpx.Client, name: str, overlapping: bool = False) -> int:
     """A new series through the API (a unique name per call); returns its id."""
-    resp = c.post("/series", json={"name": f"{name}-{uuid.uuid4().hex[:8]}", "unit": "MW",
-                                   "overlapping": overlapping})
+    resp = c.post("/series", json={"name": f"{name}-{uuid.uuid4().hex[:8]}", "unit": "MW", "overlapping": overlapping})
     assert resp.status_code == 200, resp.text
     return int(resp.json()["series_id"])
 
@@ -93,9 +92,15 @@ def flat_rows(dsn: str, sid: int) -> int:
 
 def batches(dsn: str, sid: int) -> list[tuple[int, int]]:
     """(batch_id, rows of the batch) of an overlapping series, orphan batches included."""
-    return [(int(b), int(n)) for b, n in query(
-        dsn, "SELECT b.batch_id, count(o.batch_id) FROM batches_table b LEFT JOIN overlapping o "
-             "ON o.batch_id = b.batch_id WHERE b.series_id = %s GROUP BY b.batch_id ORDER BY 1", (sid,))]
+    return [
+        (int(b), int(n))
+        for b, n in query(
+            dsn,
+            "SELECT b.batch_id, count(o.batch_id) FROM batches_table b LEFT JOIN overlapping o "
+            "ON o.batch_id = b.batch_id WHERE b.series_id = %s GROUP BY b.batch_id ORDER BY 1",
+            (sid,),
+        )
+    ]
 
 
 def in_threads(n: int, work: Callable[[int], Any], timeout: float = JOIN_TIMEOUT) -> list[Any]:
@@ -211,9 +216,13 @@ def test_concurrent_posts_without_known_time_never_collide_overlapping(serve):
     assert len(set(batch_of.values())) == WRITERS * POSTS
 
     # the database: one known_time per batch, all distinct, each batch holding its own 3 points
-    stored = query(server.dsn, "SELECT b.batch_id, b.known_time, array_agg(o.value ORDER BY o.valid_time), "
-                               "array_agg(DISTINCT o.known_time) FROM batches_table b JOIN overlapping o "
-                               "ON o.batch_id = b.batch_id WHERE b.series_id = %s GROUP BY 1, 2", (sid,))
+    stored = query(
+        server.dsn,
+        "SELECT b.batch_id, b.known_time, array_agg(o.value ORDER BY o.valid_time), "
+        "array_agg(DISTINCT o.known_time) FROM batches_table b JOIN overlapping o "
+        "ON o.batch_id = b.batch_id WHERE b.series_id = %s GROUP BY 1, 2",
+        (sid,),
+    )
     assert len(stored) == WRITERS * POSTS
     assert len({kt for _, kt, _, _ in stored}) == WRITERS * POSTS, "two batches share a known_time"
     assert all(kts == [kt] for _, kt, _, kts in stored)
@@ -261,10 +270,14 @@ def test_same_key_and_body_replays_the_first_answer_and_stores_nothing_again(ser
     server = serve()
     with server.client() as c:
         flat, fc = new_series(c, "meter"), new_series(c, "forecast", overlapping=True)
-        cases = [("POST", {"series_id": flat, "data": points(5, 1.0)}),
-                 ("POST", {"series_id": fc, "data": points(5, 2.0)}),
-                 ("PUT", {"updates": [{"series_id": flat, "valid_time": T0.isoformat(), "value": 9.0,
-                                       "annotation": "fixed"}]})]
+        cases = [
+            ("POST", {"series_id": flat, "data": points(5, 1.0)}),
+            ("POST", {"series_id": fc, "data": points(5, 2.0)}),
+            (
+                "PUT",
+                {"updates": [{"series_id": flat, "valid_time": T0.isoformat(), "value": 9.0, "annotation": "fixed"}]},
+            ),
+        ]
         firsts = []
         for method, body in cases:
             key = str(uuid.uuid4())
@@ -334,13 +347,16 @@ def test_retry_after_a_lost_answer_stores_once(serve, overlapping):
     body, key = {"series_id": sid, "data": points(20, 4.0)}, str(uuid.uuid4())
     content = encoded(body)
     port = int(server.url.rsplit(":", 1)[1])
-    head = (f"POST /values HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(content)}\r\n{KEY}: {key}\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"POST /values HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(content)}\r\n{KEY}: {key}\r\nConnection: close\r\n\r\n"
+    ).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(head + content)
         # the write committed; the answer waits unread in the socket and is dropped with it
-        wait_until(lambda: flat_rows(server.dsn, sid) == 20 or sum(n for _, n in batches(server.dsn, sid)) == 20,
-                   timeout=30)
+        wait_until(
+            lambda: flat_rows(server.dsn, sid) == 20 or sum(n for _, n in batches(server.dsn, sid)) == 20, timeout=30
+        )
     with server.client() as c:
         retry = send(c, "POST", body, key)
     assert retry.status_code == 200, retry.text
@@ -375,15 +391,20 @@ def test_failed_request_keeps_no_key(serve):
         clash = {"series_id": fc, "known_time": KT, "data": points(2, 2.0)}
         assert_problem(send(c, "POST", clash, key409), 409)
         # remove the version it clashed with (test setup, directly in the database)
-        execute(server.dsn, "WITH o AS (DELETE FROM overlapping WHERE batch_id = %(b)s RETURNING 1) "
-                          "DELETE FROM batches_table WHERE batch_id = %(b)s", {"b": taken.json()["batch_id"]})
+        execute(
+            server.dsn,
+            "WITH o AS (DELETE FROM overlapping WHERE batch_id = %(b)s RETURNING 1) "
+            "DELETE FROM batches_table WHERE batch_id = %(b)s",
+            {"b": taken.json()["batch_id"]},
+        )
         done = send(c, "POST", clash, key409)
         assert done.status_code == 200, done.text
         assert REPLAYED not in done.headers
         assert send(c, "POST", clash, key409).headers.get(REPLAYED) == "true"
         assert batches(server.dsn, fc) == [(done.json()["batch_id"], 2)]
-    stored = query(server.dsn, "SELECT key, status FROM idempotency_keys WHERE key = ANY(%s) ORDER BY key",
-                   ([key404, key409],))
+    stored = query(
+        server.dsn, "SELECT key, status FROM idempotency_keys WHERE key = ANY(%s) ORDER BY key", ([key404, key409],)
+    )
     assert stored == sorted([(key404, 200), (key409, 200)])
 
 
@@ -506,15 +527,17 @@ def test_persistent_failures_give_up_after_three_attempts(app_client, errcode, m
     sid = seeded_meter(dsn, client)
     inject_failures(dsn, 10, errcode)
     body, key = write_request(method, sid), str(uuid.uuid4())
-    resp = client.request(method, "/values", content=encoded(body),
-                          headers={"content-type": "application/json", KEY: key})
+    resp = client.request(
+        method, "/values", content=encoded(body), headers={"content-type": "application/json", KEY: key}
+    )
     assert_problem(resp, 503, "/problems/concurrent-change")
     assert int(resp.headers["Retry-After"]) >= 1
     assert attempts(dsn) == 3
     assert query(dsn, "SELECT value, count(*) FROM flat WHERE series_id = %s GROUP BY 1", (sid,)) == [(1.0, 1)]
     execute(dsn, "DROP TRIGGER fail_first ON flat")
-    resp = client.request(method, "/values", content=encoded(body),
-                          headers={"content-type": "application/json", KEY: key})
+    resp = client.request(
+        method, "/values", content=encoded(body), headers={"content-type": "application/json", KEY: key}
+    )
     assert resp.status_code == 200, resp.text
     assert REPLAYED not in resp.headers
 
@@ -539,8 +562,11 @@ def kill_round(server: Server, fc: int, meter: int, round_: int) -> tuple[dict[i
                     return
                 tag = round_ * 100_000 + w * 1000 + j  # known_time offset (s) or flat value
                 if w % 2 == 0:
-                    body = {"series_id": fc, "known_time": (KT0 + timedelta(seconds=tag)).isoformat(),
-                            "data": points(KILL_POINTS, float(tag))}
+                    body = {
+                        "series_id": fc,
+                        "known_time": (KT0 + timedelta(seconds=tag)).isoformat(),
+                        "data": points(KILL_POINTS, float(tag)),
+                    }
                 else:
                     body = {"series_id": meter, "data": points(KILL_POINTS, float(tag))}
                 with lock:
@@ -559,8 +585,10 @@ def kill_round(server: Server, fc: int, meter: int, round_: int) -> tuple[dict[i
     for t in threads:
         t.start()
     # every writer had a request acknowledged before the kill
-    wait_until(lambda: {tag // 1000 % 100 for tag, s in dict(outcome).items() if s == 200}
-               == set(range(KILL_WRITERS)), timeout=60)
+    wait_until(
+        lambda: {tag // 1000 % 100 for tag, s in dict(outcome).items() if s == 200} == set(range(KILL_WRITERS)),
+        timeout=60,
+    )
     time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
     server.stop(signal.SIGKILL, timeout=10)
     stop.set()
@@ -576,13 +604,23 @@ def check_whole(dsn: str, fc: int, meter: int, outcome: dict[int, int | None]) -
     orphan batch (a batch without its points) and no point without its batch."""
     stored: dict[int, int] = {}
     for known_time, n_batches, rows in query(
-            dsn, "SELECT b.known_time, count(DISTINCT b.batch_id), count(o.batch_id) FROM batches_table b "
-                 "LEFT JOIN overlapping o ON o.batch_id = b.batch_id WHERE b.series_id = %s GROUP BY 1", (fc,)):
-        assert (n_batches, rows) == (1, KILL_POINTS), \
+        dsn,
+        "SELECT b.known_time, count(DISTINCT b.batch_id), count(o.batch_id) FROM batches_table b "
+        "LEFT JOIN overlapping o ON o.batch_id = b.batch_id WHERE b.series_id = %s GROUP BY 1",
+        (fc,),
+    ):
+        assert (n_batches, rows) == (1, KILL_POINTS), (
             f"known_time {known_time}: {n_batches} batch(es) holding {rows} rows (orphan or partial batch)"
+        )
         stored[int((known_time - KT0).total_seconds())] = rows
-    assert scalar(dsn, "SELECT count(*) FROM overlapping o WHERE NOT EXISTS "
-                       "(SELECT 1 FROM batches_table b WHERE b.batch_id = o.batch_id)") == 0
+    assert (
+        scalar(
+            dsn,
+            "SELECT count(*) FROM overlapping o WHERE NOT EXISTS "
+            "(SELECT 1 FROM batches_table b WHERE b.batch_id = o.batch_id)",
+        )
+        == 0
+    )
     for value, rows in query(dsn, "SELECT value, count(*) FROM flat WHERE series_id = %s GROUP BY 1", (meter,)):
         stored[int(value)] = rows
     assert set(stored) <= set(outcome), "rows of a request never sent"

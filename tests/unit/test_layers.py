@@ -15,15 +15,23 @@ def driver_imports(path: Path) -> list[str]:
     """The driver modules a file imports (anywhere in it, also inside functions)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+            else []
+        )
         found += [n for n in names if n.split(".")[0] in DRIVER]
     return found
 
 
 def test_only_the_data_layer_imports_the_driver():
-    outside = {str(p.relative_to(PACKAGE)): driver_imports(p) for p in PACKAGE.rglob("*.py")
-               if "db" not in p.relative_to(PACKAGE).parts[:1]}
+    outside = {
+        str(p.relative_to(PACKAGE)): driver_imports(p)
+        for p in PACKAGE.rglob("*.py")
+        if "db" not in p.relative_to(PACKAGE).parts[:1]
+    }
     assert {name: found for name, found in outside.items() if found} == {}
 
 

@@ -69,26 +69,30 @@ FORMS = [
 def test_every_timestamp_form_decodes_to_the_same_instant_across_slices():
     data = [{"valid_time": text, "value": float(i)} for i, (text, _) in enumerate(FORMS)] * 3
     got = list(decode(data))
-    assert [(vt, vte, v) for vt, vte, v in got] == [(want, None, float(i % len(FORMS)))
-                                                    for i, (_, want) in enumerate(FORMS * 3)]
+    assert [(vt, vte, v) for vt, vte, v in got] == [
+        (want, None, float(i % len(FORMS))) for i, (_, want) in enumerate(FORMS * 3)
+    ]
     assert all(vt.utcoffset() is not None for vt, _, _ in got)
 
 
 def test_offsets_are_kept_as_instants():
-    (vt, _, _), = decode([{"valid_time": "2025-06-01T12:00:00+02:00", "value": 1}])
+    ((vt, _, _),) = decode([{"valid_time": "2025-06-01T12:00:00+02:00", "value": 1}])
     assert vt == datetime(2025, 6, 1, 10, tzinfo=UTC)
 
 
 def test_count_nulls_intervals_and_integers():
-    data = [{"valid_time": "2025-01-01T00:00:00Z", "value": None},
-            {"valid_time": "2025-01-01T01:00:00Z", "valid_time_end": "2025-01-01T02:00:00Z", "value": 3},
-            {"valid_time": "2025-01-01T02:00:00Z"}]
+    data = [
+        {"valid_time": "2025-01-01T00:00:00Z", "value": None},
+        {"valid_time": "2025-01-01T01:00:00Z", "valid_time_end": "2025-01-01T02:00:00Z", "value": 3},
+        {"valid_time": "2025-01-01T02:00:00Z"},
+    ]
     points = decode(data)
     assert points.count == 3
     assert list(points) == [
         (datetime(2025, 1, 1, 0, tzinfo=UTC), None, None),
         (datetime(2025, 1, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, 2, tzinfo=UTC), 3.0),
-        (datetime(2025, 1, 1, 2, tzinfo=UTC), None, None)]
+        (datetime(2025, 1, 1, 2, tzinfo=UTC), None, None),
+    ]
 
 
 def test_whitespace_between_points_does_not_matter():
@@ -96,14 +100,17 @@ def test_whitespace_between_points_does_not_matter():
     assert [v for _, _, v in decode(raw)] == [1.0, 2.0]
 
 
-@pytest.mark.parametrize(("item", "pointer"), [
-    ({"valid_time": "2025-01-01T00:00:00Z", "value": "x"}, "/data/7/value"),
-    ({"valid_time": "2025-01-01T00:00:00Z", "other": 1}, "/data/7"),
-    ({"value": 1.0}, "/data/7"),
-    ({"valid_time": "yesterday", "value": 1.0}, "/data/7/valid_time"),
-    ({"valid_time": 20250101, "value": 1.0}, "/data/7/valid_time"),
-    ({"valid_time": "2025-01-01T00:00:00Z", "value": [1, [2]]}, "/data/7/value"),
-])
+@pytest.mark.parametrize(
+    ("item", "pointer"),
+    [
+        ({"valid_time": "2025-01-01T00:00:00Z", "value": "x"}, "/data/7/value"),
+        ({"valid_time": "2025-01-01T00:00:00Z", "other": 1}, "/data/7"),
+        ({"value": 1.0}, "/data/7"),
+        ({"valid_time": "yesterday", "value": 1.0}, "/data/7/valid_time"),
+        ({"valid_time": 20250101, "value": 1.0}, "/data/7/valid_time"),
+        ({"valid_time": "2025-01-01T00:00:00Z", "value": [1, [2]]}, "/data/7/value"),
+    ],
+)
 def test_invalid_points_are_400s_naming_their_pointer(item, pointer):
     good = [{"valid_time": f"2025-01-01T0{i}:00:00Z", "value": float(i)} for i in range(7)]
     with pytest.raises(InvalidInput) as err:
@@ -152,8 +159,10 @@ def test_braces_inside_strings_cannot_split_a_point_into_valid_pieces():
 
 
 def test_iterating_twice_gives_the_same_points():
-    data = [{"valid_time": (datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=i)).isoformat(), "value": i}
-            for i in range(50)]
+    data = [
+        {"valid_time": (datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=i)).isoformat(), "value": i}
+        for i in range(50)
+    ]
     points = decode(data)
     assert list(points) == list(points)
     assert points.count == 50

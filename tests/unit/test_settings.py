@@ -44,10 +44,20 @@ def test_limits_have_safe_defaults():
     assert s.prepare_threshold == 5  # kept off behind a pooler (tests/faults/test_limits.py)
 
 
-@pytest.mark.parametrize(("raw", "seconds"), [
-    ("30s", 30.0), ("500ms", 0.5), ("2min", 120.0), ("1h", 3600.0), ("1d", 86400.0),
-    ("90", 90.0), ("0", 0.0), (" 1.5 s ", 1.5), ("10MS", 0.01),
-])
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        ("30s", 30.0),
+        ("500ms", 0.5),
+        ("2min", 120.0),
+        ("1h", 3600.0),
+        ("1d", 86400.0),
+        ("90", 90.0),
+        ("0", 0.0),
+        (" 1.5 s ", 1.5),
+        ("10MS", 0.01),
+    ],
+)
 def test_durations(raw, seconds):
     s = Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_STATEMENT_TIMEOUT": raw, "TIMEDB_CLIENT_TIMEOUT": raw})
     assert s.statement_timeout == seconds == s.client_timeout
@@ -92,11 +102,15 @@ def test_dotenv_reads_what_shells_and_docker_read(tmp_path):
         'TIMEDB_CORS_ORIGINS="https://a.example # not a comment inside quotes"\n'
         "TIMEDB_LOCK_TIMEOUT=${HOME}\n"
         "BARE\n"
-        "# TIMEDB_POOL_MAX_SIZE=99\n")
+        "# TIMEDB_POOL_MAX_SIZE=99\n"
+    )
     values = read_dotenv(tmp_path / ".env")
-    assert values == {"TIMEDB_DSN": "postgresql:///a", "TIMEDB_AUTH": "tokens",
-                      "TIMEDB_CORS_ORIGINS": "https://a.example # not a comment inside quotes",
-                      "TIMEDB_LOCK_TIMEOUT": "${HOME}"}
+    assert values == {
+        "TIMEDB_DSN": "postgresql:///a",
+        "TIMEDB_AUTH": "tokens",
+        "TIMEDB_CORS_ORIGINS": "https://a.example # not a comment inside quotes",
+        "TIMEDB_LOCK_TIMEOUT": "${HOME}",
+    }
 
 
 def test_an_unreadable_dotenv_counts_as_empty(tmp_path):

@@ -29,8 +29,9 @@ def test_offset_is_kept_for_echoing():
     assert dt.tzinfo == timezone(timedelta(hours=2))
 
 
-@pytest.mark.parametrize("text", ["2025-02-30", "2025-13-01", "nope", "0001-01-01T00:00:00+01:00",
-                                  "9999-12-31T23:00:00-01:00"])
+@pytest.mark.parametrize(
+    "text", ["2025-02-30", "2025-13-01", "nope", "0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-01:00"]
+)
 def test_invalid_dates_are_422(text):
     with pytest.raises(Unprocessable) as err:
         parse_timestamp(text, "valid_time")

@@ -46,26 +46,39 @@ def resolve_keys(conn: psycopg.Connection, keys: list[SeriesKey]) -> dict[Series
     """The series of every key, in one statement: 404 listing the keys that match none, 400
     listing those that match several (series outside the request's scope match no key).
     Series are never created here."""
-    items = [{"idx": i, "series_id": k if isinstance(k, int) else None,
-              "name": None if isinstance(k, int) else k[0],
-              "labels": None if isinstance(k, int) else dict(k[1])} for i, k in enumerate(keys)]
+    items = [
+        {
+            "idx": i,
+            "series_id": k if isinstance(k, int) else None,
+            "name": None if isinstance(k, int) else k[0],
+            "labels": None if isinstance(k, int) else dict(k[1]),
+        }
+        for i, k in enumerate(keys)
+    ]
     found: dict[SeriesKey, list[dict[str, Any]]] = {k: [] for k in keys}
     if items:
         for row in conn.cursor(row_factory=dict_row).execute(
-                *resolve_statement(Jsonb(items, dumps=lambda o: orjson.dumps(o).decode()))):
+            *resolve_statement(Jsonb(items, dumps=lambda o: orjson.dumps(o).decode()))
+        ):
             if row["series_id"] is not None:
                 found[keys[row.pop("idx")]].append(row)
     missing = [k for k, m in found.items() if not m]
     if missing:
         shown = "; ".join(_describe(k) for k in missing[:SHOWN])
         more = f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
-        raise SeriesNotFound(f"{len(missing)} series of the rows do not exist (create them first, e.g. with "
-                             f"POST /series/bulk): {shown}{more}.", missing=[_describe(k) for k in missing[:100]])
+        raise SeriesNotFound(
+            f"{len(missing)} series of the rows do not exist (create them first, e.g. with "
+            f"POST /series/bulk): {shown}{more}.",
+            missing=[_describe(k) for k in missing[:100]],
+        )
     several = [k for k, m in found.items() if len(m) > 1]
     if several:
         shown = "; ".join(_describe(k) for k in several[:SHOWN])
-        raise AmbiguousSeries(f"{len(several)} series names of the rows match several series each (give "
-                              f"series_id or all labels): {shown}.", body="/rows")
+        raise AmbiguousSeries(
+            f"{len(several)} series names of the rows match several series each (give "
+            f"series_id or all labels): {shown}.",
+            body="/rows",
+        )
     return {k: m[0] for k, m in found.items()}
 
 
@@ -94,6 +107,7 @@ SELECT sid, %(workflow_id)s, %(start_time)s, kt, %(batch_params)s, %(inserted_by
 FROM unnest(%(sids)s::bigint[], %(kts)s::timestamptz[]) AS b(sid, kt)
 RETURNING batch_id, series_id, known_time
 """
+
 
 @dataclass
 class Loaded:
@@ -128,14 +142,22 @@ def _pairs(sid: pa.Array, kt: pa.Array, explicit: pa.Array, vt: pa.Array) -> Pai
     coded = combined.dictionary_encode()
     code = coded.indices.cast(pa.int32())
     first = coded.dictionary
-    stats = pa.table({"p": code, "vt": vt, "x": explicit}).group_by("p", use_threads=False).aggregate(
-        [("vt", "count"), ("vt", "min"), ("vt", "max"), ("x", "any")])
+    stats = (
+        pa.table({"p": code, "vt": vt, "x": explicit})
+        .group_by("p", use_threads=False)
+        .aggregate([("vt", "count"), ("vt", "min"), ("vt", "max"), ("x", "any")])
+    )
     order = pc.sort_indices(stats["p"])
     n_rows, lo, hi, ex = (pc.take(stats[c], order).to_pylist() for c in ("vt_count", "vt_min", "vt_max", "x_any"))
-    return Pairs(code=code,
-                 series_id=pc.take(sids.dictionary, pc.divide(first, width)).to_pylist(),
-                 known_time=pc.take(kts.dictionary, pc.modulo(first, width)).to_pylist(),
-                 explicit=ex, rows=n_rows, lo=lo, hi=hi)
+    return Pairs(
+        code=code,
+        series_id=pc.take(sids.dictionary, pc.divide(first, width)).to_pylist(),
+        known_time=pc.take(kts.dictionary, pc.modulo(first, width)).to_pylist(),
+        explicit=ex,
+        rows=n_rows,
+        lo=lo,
+        hi=hi,
+    )
 
 
 def _convert(cols: RowColumns, series: list[dict[str, Any]], unit: str | None) -> pa.Array:
@@ -154,8 +176,16 @@ def _convert(cols: RowColumns, series: list[dict[str, Any]], unit: str | None) -
     return converted
 
 
-def load(conn: psycopg.Connection, cols: RowColumns, *, unit: str | None, skip_unchanged: bool,
-         workflow_id: str, batch_params: dict[str, Any] | None, start_time: datetime) -> Loaded:
+def load(
+    conn: psycopg.Connection,
+    cols: RowColumns,
+    *,
+    unit: str | None,
+    skip_unchanged: bool,
+    workflow_id: str,
+    batch_params: dict[str, Any] | None,
+    start_time: datetime,
+) -> Loaded:
     """Store the rows (all or nothing: the caller's transaction): one batch per overlapping
     (series, known_time); rows without known_time get the request's write time."""
     found = resolve_keys(conn, list(dict.fromkeys(cols.keys)))  # (two spellings may be one key)
@@ -185,27 +215,54 @@ def load(conn: psycopg.Connection, cols: RowColumns, *, unit: str | None, skip_u
         n = pc.sum(rows.cast(pa.int64())).as_py() or 0
         if n:
             try:
-                _copy(conn, table_overlapping, rows if n < len(rows) else None, sid, cols, value, kt, pairs,
-                      micros(write_time))
+                _copy(
+                    conn,
+                    table_overlapping,
+                    rows if n < len(rows) else None,
+                    sid,
+                    cols,
+                    value,
+                    kt,
+                    pairs,
+                    micros(write_time),
+                )
             except psycopg.errors.UniqueViolation:
                 raise _duplicates(sid, cols.valid_time, kt, in_table) from None
             written += n
-    batches = [{"series_id": pairs.series_id[p], "batch_id": pairs.batch_id[p],
-                "known_time": instant(pairs.known_time[p]), "rows": pairs.stored[p]}
-               for p in range(len(pairs)) if pairs.stored[p]]
+    batches = [
+        {
+            "series_id": pairs.series_id[p],
+            "batch_id": pairs.batch_id[p],
+            "known_time": instant(pairs.known_time[p]),
+            "rows": pairs.stored[p],
+        }
+        for p in range(len(pairs))
+        if pairs.stored[p]
+    ]
     return Loaded(rows_inserted=written, rows_skipped=len(cols) - written, batches=batches)
 
 
-def _create_batches(conn: psycopg.Connection, pairs: Pairs, overlapping: dict[int, bool], workflow_id: str,
-                    batch_params: dict[str, Any] | None, start_time: datetime) -> None:
+def _create_batches(
+    conn: psycopg.Connection,
+    pairs: Pairs,
+    overlapping: dict[int, bool],
+    workflow_id: str,
+    batch_params: dict[str, Any] | None,
+    start_time: datetime,
+) -> None:
     """One batch per overlapping pair that stores rows; pairs.batch_id (None for flat pairs)."""
     pairs.batch_id = [None] * len(pairs)
     wanted = [p for p in range(len(pairs)) if overlapping[pairs.series_id[p]] and pairs.stored[p]]
     if not wanted:
         return
-    params = {"workflow_id": workflow_id, "start_time": start_time, "inserted_by": caller.name(),
-              "batch_params": None if batch_params is None else Jsonb(batch_params),
-              "sids": [pairs.series_id[p] for p in wanted], "kts": [instant(pairs.known_time[p]) for p in wanted]}
+    params = {
+        "workflow_id": workflow_id,
+        "start_time": start_time,
+        "inserted_by": caller.name(),
+        "batch_params": None if batch_params is None else Jsonb(batch_params),
+        "sids": [pairs.series_id[p] for p in wanted],
+        "kts": [instant(pairs.known_time[p]) for p in wanted],
+    }
     made = {(sid, micros(kt)): bid for bid, sid, kt in conn.execute(CREATE_BATCHES, params)}
     for p in wanted:
         pairs.batch_id[p] = made[(pairs.series_id[p], pairs.known_time[p])]
@@ -237,26 +294,37 @@ def _refuse_clashes(conn: psycopg.Connection, cols: RowColumns, pairs: Pairs, ke
     explicit = [p for p in range(len(pairs)) if pairs.explicit[p] and pairs.batch_id[p] is not None]
     if not explicit:
         return
-    taken = conn.execute(TAKEN, {"sids": [pairs.series_id[p] for p in explicit],
-                                 "kts": [instant(pairs.known_time[p]) for p in explicit],
-                                 "bids": [pairs.batch_id[p] for p in explicit]}).fetchall()
+    taken = conn.execute(
+        TAKEN,
+        {
+            "sids": [pairs.series_id[p] for p in explicit],
+            "kts": [instant(pairs.known_time[p]) for p in explicit],
+            "bids": [pairs.batch_id[p] for p in explicit],
+        },
+    ).fetchall()
     if not taken:
         return
-    suspects = pa.array([explicit[idx - 1] for idx, in taken], pa.int32())
+    suspects = pa.array([explicit[idx - 1] for (idx,) in taken], pa.int32())
     mask = pc.is_in(pairs.code, value_set=suspects)
     if keep is not None:
         mask = pc.and_(mask, keep)
     rows = pc.indices_nonzero(mask)
     code = pc.take(pairs.code, rows)
-    params = {"sids": pc.take(pa.array(pairs.series_id, pa.int64()), code).to_pylist(),
-              "kts": pc.take(pa.array(pairs.known_time, pa.int64()), code).to_pylist(),
-              "batches": pc.take(pa.array(pairs.batch_id, pa.int64()), code).to_pylist(),
-              "vts": pc.take(cols.valid_time, rows).to_pylist(), "rows": rows.to_pylist(), "limit": SHOWN}
-    clashes = [row for row, in conn.execute(CLASHES, params)]
+    params = {
+        "sids": pc.take(pa.array(pairs.series_id, pa.int64()), code).to_pylist(),
+        "kts": pc.take(pa.array(pairs.known_time, pa.int64()), code).to_pylist(),
+        "batches": pc.take(pa.array(pairs.batch_id, pa.int64()), code).to_pylist(),
+        "vts": pc.take(cols.valid_time, rows).to_pylist(),
+        "rows": rows.to_pylist(),
+        "limit": SHOWN,
+    }
+    clashes = [row for (row,) in conn.execute(CLASHES, params)]
     if clashes:
         raise VersionConflict(
             f"Versions already stored (by another batch with the same known_time) at rows "
-            f"{', '.join(map(str, clashes))}; nothing was stored.", rows=clashes)
+            f"{', '.join(map(str, clashes))}; nothing was stored.",
+            rows=clashes,
+        )
 
 
 # what a latest read shows (CURRENT), packed into one bytea of 32-byte records (one message,
@@ -271,29 +339,40 @@ FROM ({current}) c
 INFINITY = 2**63 - 1
 
 
-def _changed(conn: psycopg.Connection, cols: RowColumns, pairs: Pairs, value: pa.Array,
-             overlapping: dict[int, bool]) -> pa.Array:
+def _changed(
+    conn: psycopg.Connection, cols: RowColumns, pairs: Pairs, value: pa.Array, overlapping: dict[int, bool]
+) -> pa.Array:
     """skip_unchanged: True for the rows whose value or valid_time_end differ from what a
     latest read shows at their valid_time (or that have nothing stored there)."""
-    params = {"sids": pairs.series_id, "kts": [instant(k) for k in pairs.known_time],
-              "lo": [instant(x) for x in pairs.lo], "hi": [instant(x) for x in pairs.hi],
-              "over": [overlapping[s] for s in pairs.series_id]}
+    params = {
+        "sids": pairs.series_id,
+        "kts": [instant(k) for k in pairs.known_time],
+        "lo": [instant(x) for x in pairs.lo],
+        "hi": [instant(x) for x in pairs.hi],
+        "over": [overlapping[s] for s in pairs.series_id],
+    }
     row = conn.execute(CURRENT_PACKED, params, binary=True).fetchone()
     idx, vt, vte, stored = copy_binary.unpack(row[0] if row and row[0] else b"", 4)
-    current = pa.table({
-        "p": pc.subtract(idx, 1).cast(pa.int32()),
-        "vt": pc.add(vt, copy_binary.PG_EPOCH_US),
-        "s_vte": pc.if_else(pc.equal(vte, INFINITY), pa.scalar(None, pa.int64()),
-                            pc.add(vte, copy_binary.PG_EPOCH_US)),
-        "s_value": pc.if_else(pc.is_nan(stored.view(pa.float64())), pa.scalar(None, pa.float64()),
-                              stored.view(pa.float64())),
-    })
+    current = pa.table(
+        {
+            "p": pc.subtract(idx, 1).cast(pa.int32()),
+            "vt": pc.add(vt, copy_binary.PG_EPOCH_US),
+            "s_vte": pc.if_else(
+                pc.equal(vte, INFINITY), pa.scalar(None, pa.int64()), pc.add(vte, copy_binary.PG_EPOCH_US)
+            ),
+            "s_value": pc.if_else(
+                pc.is_nan(stored.view(pa.float64())), pa.scalar(None, pa.float64()), stored.view(pa.float64())
+            ),
+        }
+    )
     numbers = pa.array(range(len(cols)), pa.int64())
     rows = pa.table({"p": pairs.code, "vt": cols.valid_time, "row": numbers})
     both = rows.join(current, keys=["p", "vt"], join_type="inner", use_threads=True)
     at = both["row"].combine_chunks() if both.num_rows else pa.array([], pa.int64())
-    same = pc.and_(_same(pc.take(cols.valid_time_end, at), both["s_vte"].combine_chunks()),
-                   _same(pc.take(value, at), both["s_value"].combine_chunks()))
+    same = pc.and_(
+        _same(pc.take(cols.valid_time_end, at), both["s_vte"].combine_chunks()),
+        _same(pc.take(value, at), both["s_value"].combine_chunks()),
+    )
     unchanged_rows = pc.filter(at, same)
     return pc.invert(pc.is_in(numbers, value_set=unchanged_rows))
 
@@ -304,9 +383,19 @@ def _same(a: pa.Array, b: pa.Array) -> pa.Array:
     return pc.or_(both_null, pc.fill_null(pc.equal(a, b), False))
 
 
-def _copy(conn: psycopg.Connection, table_overlapping: bool, rows: pa.Array | None, sid: pa.Array,
-          cols: RowColumns, value: pa.Array, kt: pa.Array, pairs: Pairs, write_us: int) -> None:
+def _copy(
+    conn: psycopg.Connection,
+    table_overlapping: bool,
+    rows: pa.Array | None,
+    sid: pa.Array,
+    cols: RowColumns,
+    value: pa.Array,
+    kt: pa.Array,
+    pairs: Pairs,
+    write_us: int,
+) -> None:
     """COPY the rows (a mask, None: all) into one fact table."""
+
     def pick(arr: pa.Array) -> pa.Array:
         return arr if rows is None else pc.filter(arr, rows)
 
@@ -317,16 +406,26 @@ def _copy(conn: psycopg.Connection, table_overlapping: bool, rows: pa.Array | No
 
     pg = copy_binary.pg_timestamps
     known = maybe_constant(pg(pick(kt)))
-    columns: list[copy_binary.Column] = [pick(sid), pg(pick(cols.valid_time)), pg(pick(cols.valid_time_end)),
-                                         pick(value), known, write_us - copy_binary.PG_EPOCH_US]
+    columns: list[copy_binary.Column] = [
+        pick(sid),
+        pg(pick(cols.valid_time)),
+        pg(pick(cols.valid_time_end)),
+        pick(value),
+        known,
+        write_us - copy_binary.PG_EPOCH_US,
+    ]
     if table_overlapping:
         batch = pc.take(pa.array(pairs.batch_id, pa.int64()), pick(pairs.code))
         columns.insert(0, maybe_constant(batch))
-        stmt = ("COPY overlapping (batch_id, series_id, valid_time, valid_time_end, value, known_time, change_time) "
-                "FROM STDIN (FORMAT BINARY)")
+        stmt = (
+            "COPY overlapping (batch_id, series_id, valid_time, valid_time_end, value, known_time, change_time) "
+            "FROM STDIN (FORMAT BINARY)"
+        )
     else:
-        stmt = ("COPY flat (series_id, valid_time, valid_time_end, value, known_time, change_time) "
-                "FROM STDIN (FORMAT BINARY)")
+        stmt = (
+            "COPY flat (series_id, valid_time, valid_time_end, value, known_time, change_time) "
+            "FROM STDIN (FORMAT BINARY)"
+        )
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         for block in copy_binary.encode(columns):
             copy.write(block)
@@ -336,8 +435,9 @@ def _duplicates(sid: pa.Array, vt: pa.Array, kt: pa.Array, in_overlapping: pa.Ar
     """422 naming the rows that repeat a (series, valid_time, known_time) of an earlier row
     (flat series: a (series, valid_time): one write stores one value per valid_time)."""
     n = len(sid)
-    ident = pa.table({"s": sid, "vt": vt, "k": pc.if_else(in_overlapping, kt, 0),
-                      "row": pa.array(range(n), pa.int64())})
+    ident = pa.table(
+        {"s": sid, "vt": vt, "k": pc.if_else(in_overlapping, kt, 0), "row": pa.array(range(n), pa.int64())}
+    )
     groups = ident.group_by(["s", "vt", "k"], use_threads=False).aggregate([("row", "min"), ("row", "count")])
     groups = groups.filter(pc.greater(groups["row_count"], 1))
     if groups.num_rows == 0:
@@ -346,8 +446,9 @@ def _duplicates(sid: pa.Array, vt: pa.Array, kt: pa.Array, in_overlapping: pa.Ar
     repeats = repeats.filter(pc.not_equal(repeats["row"], repeats["row_min"])).sort_by("row").slice(0, SHOWN)
     pairs = list(zip(repeats["row_min"].to_pylist(), repeats["row"].to_pylist(), strict=True))
     shown = ", ".join(f"row {b} repeats row {a}" for a, b in pairs)
-    return DuplicateValidTime(f"Rows repeat a series, valid_time and known_time: {shown}; nothing was stored.",
-                              rows=[b for _, b in pairs])
+    return DuplicateValidTime(
+        f"Rows repeat a series, valid_time and known_time: {shown}; nothing was stored.", rows=[b for _, b in pairs]
+    )
 
 
 class Prepared:

@@ -40,7 +40,7 @@ def _big_endian(col: pa.Array) -> array[int]:
     buf = col.buffers()[1]
     assert buf is not None
     out = array("q")
-    out.frombytes(memoryview(buf)[col.offset * 8:(col.offset + len(col)) * 8])
+    out.frombytes(memoryview(buf)[col.offset * 8 : (col.offset + len(col)) * 8])
     out.byteswap()
     return out
 
@@ -68,7 +68,7 @@ def _block(rows: int, columns: Sequence[Column]) -> bytearray:
         if isinstance(c, pa.Array):
             values = memoryview(_big_endian(c)).cast("B").cast("H")
             for k in range(4):
-                units[position + 2 + k::width] = values[k::4]
+                units[position + 2 + k :: width] = values[k::4]
         position += 6
     return out
 
@@ -117,7 +117,7 @@ def unpack(data: bytes | bytearray | memoryview, fields: int) -> list[pa.Array]:
         values = array("q", bytes(8 * rows))
         target = memoryview(values).cast("B").cast("H")
         for k in range(4):
-            target[k::4] = units[4 * j + k::4 * fields]
+            target[k::4] = units[4 * j + k :: 4 * fields]
         values.byteswap()
         out.append(pa.Array.from_buffers(pa.int64(), rows, [None, pa.py_buffer(values)]))
     return out

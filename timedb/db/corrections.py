@@ -96,27 +96,40 @@ OVERLAPPING_SELECTOR = """
 def _statement(overlapping: bool) -> sql.Composed:
     if overlapping:
         return sql.SQL(CORRECT).format(
-            row_id=sql.SQL("t.overlapping_id"), batch=sql.SQL("t.batch_id"),
-            table=sql.Identifier("overlapping"), selector=sql.SQL(OVERLAPPING_SELECTOR),
+            row_id=sql.SQL("t.overlapping_id"),
+            batch=sql.SQL("t.batch_id"),
+            table=sql.Identifier("overlapping"),
+            selector=sql.SQL(OVERLAPPING_SELECTOR),
             rank=sql.SQL("t.known_time DESC, t.change_time DESC"),
             # another batch with the same known_time may already hold this version
             # (only asked when the point must be created in a batch: CASE evaluates lazily)
-            taken=sql.SQL("CASE WHEN cur.row_id IS NULL AND b.batch_id IS NOT NULL THEN EXISTS ("
-                          "SELECT 1 FROM overlapping o WHERE o.series_id = i.series_id "
-                          "AND o.valid_time = i.valid_time AND o.known_time = b.known_time) ELSE false END"),
-            batch_col=sql.SQL(", batch_id"), batch_val=sql.SQL(", coalesce(f.cur_batch, f.batch_id)"),
+            taken=sql.SQL(
+                "CASE WHEN cur.row_id IS NULL AND b.batch_id IS NOT NULL THEN EXISTS ("
+                "SELECT 1 FROM overlapping o WHERE o.series_id = i.series_id "
+                "AND o.valid_time = i.valid_time AND o.known_time = b.known_time) ELSE false END"
+            ),
+            batch_col=sql.SQL(", batch_id"),
+            batch_val=sql.SQL(", coalesce(f.cur_batch, f.batch_id)"),
             # a missing point is created in an existing batch when a value is given
             create=sql.SQL("OR (f.batch_exists AND f.has_value AND NOT f.version_taken)"),
-            row_id_col=sql.SQL("overlapping_id"), batch_ret=sql.SQL(", batch_id"),
+            row_id_col=sql.SQL("overlapping_id"),
+            batch_ret=sql.SQL(", batch_id"),
             ins_batch=sql.SQL(", ins.batch_id"),
         )
     return sql.SQL(CORRECT).format(
-        row_id=sql.SQL("t.flat_id"), batch=sql.SQL("NULL::bigint"),
-        table=sql.Identifier("flat"), selector=sql.SQL(""), rank=sql.SQL("t.change_time DESC"),
-        taken=sql.SQL("false"), batch_col=sql.SQL(""), batch_val=sql.SQL(""),
+        row_id=sql.SQL("t.flat_id"),
+        batch=sql.SQL("NULL::bigint"),
+        table=sql.Identifier("flat"),
+        selector=sql.SQL(""),
+        rank=sql.SQL("t.change_time DESC"),
+        taken=sql.SQL("false"),
+        batch_col=sql.SQL(""),
+        batch_val=sql.SQL(""),
         # a known_time names the current value: it must be the one it was known at
         create=sql.SQL("AND (f.known_time IS NULL OR f.known_time = f.cur_known)"),
-        row_id_col=sql.SQL("flat_id"), batch_ret=sql.SQL(""), ins_batch=sql.SQL(""),
+        row_id_col=sql.SQL("flat_id"),
+        batch_ret=sql.SQL(""),
+        ins_batch=sql.SQL(""),
     )
 
 
@@ -144,7 +157,8 @@ def _refusal(item: Correction, row: dict[str, Any]) -> Exception:
             return PointNotFound(
                 f"The value of series_id={item.series_id} at valid_time={item.valid_time.isoformat()} "
                 f"was known at {row['cur_known'].isoformat()}, not at known_time={item.known_time.isoformat()}; "
-                "leave known_time out to correct the current value.")
+                "leave known_time out to correct the current value."
+            )
         return PointNotFound(
             f"No value exists for series_id={item.series_id} at valid_time="
             f"{item.valid_time.isoformat()}; insert it with POST /values."
@@ -156,8 +170,11 @@ def _refusal(item: Correction, row: dict[str, Any]) -> Exception:
             f"No version exists for series_id={item.series_id} at valid_time="
             f"{item.valid_time.isoformat()}"
             + (f" with known_time={item.known_time.isoformat()}" if item.known_time else "")
-            + ("; provide 'value' to create it in this batch." if item.batch_id else
-               "; insert it with POST /values, or give an existing batch_id and a value.")
+            + (
+                "; provide 'value' to create it in this batch."
+                if item.batch_id
+                else "; insert it with POST /values, or give an existing batch_id and a value."
+            )
         )
     return VersionConflict(
         f"A version with known_time {row['batch_known_time'].isoformat()} already exists for "
@@ -169,8 +186,11 @@ def _refusal(item: Correction, row: dict[str, Any]) -> Exception:
 def _params(idx: int, item: Correction) -> dict[str, Any]:
     fields = item.fields
     return {
-        "idx": idx, "series_id": item.series_id, "valid_time": item.valid_time,
-        "batch_id": item.batch_id, "known_time": item.known_time,
+        "idx": idx,
+        "series_id": item.series_id,
+        "valid_time": item.valid_time,
+        "batch_id": item.batch_id,
+        "known_time": item.known_time,
         **{f"has_{k}": k in fields for k in TRI_STATE},
         **{k: fields.get(k) for k in TRI_STATE},
     }
@@ -180,8 +200,10 @@ def apply_corrections(conn: psycopg.Connection, items: Sequence[Correction]) -> 
     """Apply every item in order; returns the stored rows, one per item, in request order."""
     for idx, item in enumerate(items):
         if not item.overlapping and item.batch_id is not None:
-            raise Unprocessable(f"updates[{idx}].batch_id: series_id={item.series_id} is a flat series; its values "
-                                "have no batches (leave batch_id out).")
+            raise Unprocessable(
+                f"updates[{idx}].batch_id: series_id={item.series_id} is a flat series; its values "
+                "have no batches (leave batch_id out)."
+            )
     results: list[dict[str, Any] | None] = [None] * len(items)
     cur = conn.cursor(row_factory=dict_row)
     # the write lock of every series touched: each round reads the current rows after every

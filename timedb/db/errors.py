@@ -53,7 +53,8 @@ def translated() -> Iterator[None]:
     except pg.LockNotAvailable as exc:
         raise errors.LockTimeout(
             "Waited longer than the server allows (TIMEDB_LOCK_TIMEOUT) for data that another "
-            "request is changing; retry.") from exc
+            "request is changing; retry."
+        ) from exc
     except pg.QueryCanceled as exc:
         raise errors.QueryTimeout(
             "The database work for this request took longer than the server allows "
@@ -65,7 +66,8 @@ def translated() -> Iterator[None]:
         # named prepared statements through a pooler in transaction mode (PgBouncer < 1.21)
         raise errors.ServiceUnavailable(
             "The database connection does not keep prepared statements (a pooler in transaction "
-            "mode?): unset TIMEDB_PREPARE_THRESHOLD or set it to none.") from exc
+            "mode?): unset TIMEDB_PREPARE_THRESHOLD or set it to none."
+        ) from exc
     except (psycopg_pool.PoolTimeout, psycopg.OperationalError) as exc:
         raise errors.ServiceUnavailable("The database is not reachable; retry later.") from exc
     except psycopg.InternalError as exc:  # e.g. the session ended by idle_in_transaction_session_timeout

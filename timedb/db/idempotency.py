@@ -43,13 +43,13 @@ def claim(conn: psycopg.Connection, key: str, fingerprint: bytes, ttl: float) ->
             _last_purge = now
             conn.execute("DELETE FROM idempotency_keys WHERE created_at < now() - %s * interval '1 second'", (ttl,))
         return None
-    row = conn.execute(
-        "SELECT fingerprint, status, response FROM idempotency_keys WHERE key = %s", (key,)).fetchone()
+    row = conn.execute("SELECT fingerprint, status, response FROM idempotency_keys WHERE key = %s", (key,)).fetchone()
     assert row is not None and row[1] is not None  # claimed and answered in one transaction
     if bytes(row[0]) != fingerprint:
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used for a different request (another body, method "
-            "or path); use a new key for a new request.")
+            "or path); use a new key for a new request."
+        )
     return Replay(status=row[1], body=bytes(row[2]))
 
 

@@ -53,8 +53,7 @@ class Pool(ConnectionPool):
             configure=self._configure if settings.prepare_threshold is not None else None,
             name="timedb",
             # transactions are begun by `checkout()`, together with their limits
-            kwargs={"application_name": "timedb", "autocommit": True,
-                    "prepare_threshold": settings.prepare_threshold},
+            kwargs={"application_name": "timedb", "autocommit": True, "prepare_threshold": settings.prepare_threshold},
         )
         self.statement_timeout = settings.statement_timeout
         self.begin = _begin(settings.statement_timeout, settings.lock_timeout)
@@ -78,8 +77,10 @@ class Pool(ConnectionPool):
             conn.prepare_threshold = None
             if not self.pooler_seen:
                 self.pooler_seen = True
-                log.warning("TIMEDB_PREPARE_THRESHOLD is set, but the database is reached through a "
-                            "connection pooler: prepared statements stay off")
+                log.warning(
+                    "TIMEDB_PREPARE_THRESHOLD is set, but the database is reached through a "
+                    "connection pooler: prepared statements stay off"
+                )
 
     def _connect(self, timeout: float | None = None) -> psycopg.Connection:
         try:

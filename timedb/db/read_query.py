@@ -45,22 +45,27 @@ class Window:
         parts: list[sql.Composable] = []
         params: dict[str, Any] = {}
         for name, column, op in (
-            ("start_valid", "valid_time", ">="), ("end_valid", "valid_time", "<"),
-            ("start_known", "known_time", ">="), ("end_known", "known_time", "<"),
-            ("changed_before", "change_time", "<"), ("as_of", "known_time", "<="),
+            ("start_valid", "valid_time", ">="),
+            ("end_valid", "valid_time", "<"),
+            ("start_known", "known_time", ">="),
+            ("end_known", "known_time", "<"),
+            ("changed_before", "change_time", "<"),
+            ("as_of", "known_time", "<="),
         ):
             value = getattr(self, name)
             if value is not None:
-                parts.append(sql.SQL("t.{} {} %({})s").format(sql.Identifier(column), sql.SQL(op),
-                                                               sql.SQL(name)))
+                parts.append(sql.SQL("t.{} {} %({})s").format(sql.Identifier(column), sql.SQL(op), sql.SQL(name)))
                 params[name] = value
         if self.as_of is not None:
             # corrections made after as_of are not known yet; a version's first row counts from
             # its known_time even when it was stored later (a backfill)
-            parts.append(sql.SQL(
-                "(t.change_time <= %(as_of)s OR NOT EXISTS (SELECT 1 FROM {} o WHERE o.series_id = t.series_id"
-                " AND o.valid_time = t.valid_time AND o.known_time = t.known_time"
-                " AND o.change_time < t.change_time))").format(table))
+            parts.append(
+                sql.SQL(
+                    "(t.change_time <= %(as_of)s OR NOT EXISTS (SELECT 1 FROM {} o WHERE o.series_id = t.series_id"
+                    " AND o.valid_time = t.valid_time AND o.known_time = t.known_time"
+                    " AND o.change_time < t.change_time))"
+                ).format(table)
+            )
         if self.min_horizon is not None:
             parts.append(sql.SQL("t.valid_time - t.known_time >= %(min_horizon)s"))
             params["min_horizon"] = self.min_horizon
@@ -70,15 +75,21 @@ class Window:
         if self.days_ahead is not None:
             # D = the valid_time's local date; the cutoff is a local wall time turned into an
             # instant by PostgreSQL's tz database (23- and 25-hour days included)
-            parts.append(sql.SQL(
-                "t.known_time <= ((((t.valid_time AT TIME ZONE %(tz)s)::date - %(days_ahead)s::int)"
-                " + %(issue_time)s::time) AT TIME ZONE %(tz)s)"))
+            parts.append(
+                sql.SQL(
+                    "t.known_time <= ((((t.valid_time AT TIME ZONE %(tz)s)::date - %(days_ahead)s::int)"
+                    " + %(issue_time)s::time) AT TIME ZONE %(tz)s)"
+                )
+            )
             params.update(days_ahead=self.days_ahead, issue_time=self.issue_time or time(0), tz=self.tz)
         return parts, params
 
 
 AGGREGATES = {
-    "mean": "avg(v.value)", "sum": "sum(v.value)", "min": "min(v.value)", "max": "max(v.value)",
+    "mean": "avg(v.value)",
+    "sum": "sum(v.value)",
+    "min": "min(v.value)",
+    "max": "max(v.value)",
     "count": "count(v.value)",
     # the first / last non-null value in valid_time order
     "first": "(array_agg(v.value ORDER BY v.valid_time) FILTER (WHERE v.value IS NOT NULL))[1]",
@@ -100,28 +111,33 @@ class Resample:
         local = sql.SQL("({} AT TIME ZONE %(bucket_tz)s)").format(ts)
         if self.unit != "second":  # local midnight of the day, Monday, first of the month
             return sql.SQL("(date_trunc({}, {}) AT TIME ZONE %(bucket_tz)s)").format(
-                sql.Literal("week" if self.unit == "week" else self.unit), local)
+                sql.Literal("week" if self.unit == "week" else self.unit), local
+            )
         if self.tz == "UTC":  # the fast path: whole seconds since the epoch
-            return sql.SQL(
-                "to_timestamp(floor(extract(epoch FROM {})::float8 / %(bucket_s)s) * %(bucket_s)s)").format(ts)
+            return sql.SQL("to_timestamp(floor(extract(epoch FROM {})::float8 / %(bucket_s)s) * %(bucket_s)s)").format(
+                ts
+            )
         # fixed-length buckets from the local midnight of ts's local date (elapsed time, so a DST
         # change inside a day shifts the rest of that day's buckets, and the day's last bucket
         # ends at the next local midnight)
         midnight = sql.SQL("(date_trunc('day', {}) AT TIME ZONE %(bucket_tz)s)").format(local)
-        return sql.SQL("({m} + floor(extract(epoch FROM {t} - {m})::float8 / %(bucket_s)s) * %(bucket_s)s"
-                       " * interval '1 second')").format(m=midnight, t=ts)
+        return sql.SQL(
+            "({m} + floor(extract(epoch FROM {t} - {m})::float8 / %(bucket_s)s) * %(bucket_s)s * interval '1 second')"
+        ).format(m=midnight, t=ts)
 
     def end(self, start: sql.Composable) -> sql.Composable:
         """The end of the bucket starting at start (the next bucket's start)."""
         if self.unit != "second":
             step = {"day": "1 day", "week": "7 days", "month": "1 month"}[self.unit]
-            return sql.SQL("((date_trunc({}, {} AT TIME ZONE %(bucket_tz)s) + interval {}) AT TIME ZONE %(bucket_tz)s)"
-                           ).format(sql.Literal(self.unit), start, sql.Literal(step))
+            return sql.SQL(
+                "((date_trunc({}, {} AT TIME ZONE %(bucket_tz)s) + interval {}) AT TIME ZONE %(bucket_tz)s)"
+            ).format(sql.Literal(self.unit), start, sql.Literal(step))
         after = sql.SQL("({} + %(bucket_s)s * interval '1 second')").format(start)
         if self.tz == "UTC":
             return after
-        next_midnight = sql.SQL("((date_trunc('day', {} AT TIME ZONE %(bucket_tz)s) + interval '1 day')"
-                                " AT TIME ZONE %(bucket_tz)s)").format(start)
+        next_midnight = sql.SQL(
+            "((date_trunc('day', {} AT TIME ZONE %(bucket_tz)s) + interval '1 day') AT TIME ZONE %(bucket_tz)s)"
+        ).format(start)
         return sql.SQL("least({}, {})").format(after, next_midnight)
 
     def params(self) -> dict[str, Any]:
@@ -148,11 +164,13 @@ class ReadSpec:
 # not zero, and the seconds of an offset when it has any, which TZH:TZM drops (local mean times:
 # Berlin +00:53:28 before 1893; the last such offset, Monrovia's -00:44:30, ended in 1972), so
 # the text names the right instant; later instants skip that check
-ISO_ZONED = ("replace(to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM'), '.000000', '')"
-             " || CASE WHEN {c} >= '1973-01-01 00:00:00+00' THEN ''"
-             " WHEN extract(second FROM {c}::timestamp - ({c} AT TIME ZONE 'UTC')) = 0 THEN ''"
-             " ELSE ':' || to_char(abs(extract(second FROM {c}::timestamp - ({c} AT TIME ZONE 'UTC'))), 'FM00')"
-             " END")
+ISO_ZONED = (
+    "replace(to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM'), '.000000', '')"
+    " || CASE WHEN {c} >= '1973-01-01 00:00:00+00' THEN ''"
+    " WHEN extract(second FROM {c}::timestamp - ({c} AT TIME ZONE 'UTC')) = 0 THEN ''"
+    " ELSE ':' || to_char(abs(extract(second FROM {c}::timestamp - ({c} AT TIME ZONE 'UTC'))), 'FM00')"
+    " END"
+)
 
 
 def _out(expr: sql.Composable, spec: ReadSpec) -> sql.Composable:
@@ -161,9 +179,13 @@ def _out(expr: sql.Composable, spec: ReadSpec) -> sql.Composable:
     return expr if spec.instants else sql.SQL("(" + ISO_ZONED + ")").format(c=expr)
 
 
-def series_query(overlapping: bool, spec: ReadSpec, series: sql.Composable,
-                 guard: sql.Composable | None = None,
-                 convert: tuple[sql.Composable, sql.Composable] | None = None) -> tuple[sql.Composed, dict[str, Any]]:
+def series_query(
+    overlapping: bool,
+    spec: ReadSpec,
+    series: sql.Composable,
+    guard: sql.Composable | None = None,
+    convert: tuple[sql.Composable, sql.Composable] | None = None,
+) -> tuple[sql.Composed, dict[str, Any]]:
     """The read of one series (its id: the SQL `series`), ordered by valid_time (known_time
     first for versions and audit reads). Columns, by these names: latest (valid_time,
     valid_time_end, value); versions (known_time, valid_time, valid_time_end, value); audit
@@ -177,46 +199,69 @@ def series_query(overlapping: bool, spec: ReadSpec, series: sql.Composable,
     rank = sql.SQL("t.known_time DESC, t.change_time DESC" if overlapping else "t.change_time DESC")
     mode, resample = spec.mode, spec.resample
     # a unit conversion applies to the stored values, before any aggregation
-    value = (sql.SQL("(t.value * {} + {})").format(*convert) if convert is not None else sql.SQL("t.value"))
+    value = sql.SQL("(t.value * {} + {})").format(*convert) if convert is not None else sql.SQL("t.value")
     if mode is Mode.AUDIT:
         batch = sql.SQL("t.batch_id" if overlapping else "NULL::bigint")
         # the token that wrote the version (its batch); flat rows have no batch
-        inserted_by, join = ((sql.SQL("b.inserted_by"),
-                              sql.SQL(" LEFT JOIN batches_table b ON b.batch_id = t.batch_id")) if overlapping
-                             else (sql.SQL("NULL::text"), sql.SQL("")))
+        inserted_by, join = (
+            (sql.SQL("b.inserted_by"), sql.SQL(" LEFT JOIN batches_table b ON b.batch_id = t.batch_id"))
+            if overlapping
+            else (sql.SQL("NULL::text"), sql.SQL(""))
+        )
         query = sql.SQL(
             "SELECT {kt} AS known_time, {vt} AS valid_time, {vte} AS valid_time_end, {ct} AS change_time, "
             "{value} AS value, t.changed_by, t.annotation, t.tags, {batch} AS batch_id, {ins} AS inserted_by "
-            "FROM {t} t{join} WHERE {w} ORDER BY t.known_time, t.valid_time, t.change_time").format(value=value,
-            kt=_out(sql.SQL("t.known_time"), spec), vt=_out(sql.SQL("t.valid_time"), spec),
-            vte=_out(sql.SQL("t.valid_time_end"), spec), ct=_out(sql.SQL("t.change_time"), spec),
-            batch=batch, ins=inserted_by, join=join, t=table, w=where)
+            "FROM {t} t{join} WHERE {w} ORDER BY t.known_time, t.valid_time, t.change_time"
+        ).format(
+            value=value,
+            kt=_out(sql.SQL("t.known_time"), spec),
+            vt=_out(sql.SQL("t.valid_time"), spec),
+            vte=_out(sql.SQL("t.valid_time_end"), spec),
+            ct=_out(sql.SQL("t.change_time"), spec),
+            batch=batch,
+            ins=inserted_by,
+            join=join,
+            t=table,
+            w=where,
+        )
         return query, params
     if mode is Mode.LATEST:
         selected = sql.SQL(
             "SELECT DISTINCT ON (t.valid_time) t.known_time, t.valid_time, t.valid_time_end, {value} AS value "
-            "FROM {t} t WHERE {w} ORDER BY t.valid_time, {rank}").format(t=table, w=where, rank=rank, value=value)
+            "FROM {t} t WHERE {w} ORDER BY t.valid_time, {rank}"
+        ).format(t=table, w=where, rank=rank, value=value)
     else:
         selected = sql.SQL(
             "SELECT DISTINCT ON (t.known_time, t.valid_time) t.known_time, t.valid_time, t.valid_time_end, "
-            "{value} AS value FROM {t} t WHERE {w} ORDER BY t.known_time, t.valid_time, t.change_time DESC").format(
-            t=table, w=where, value=value)
-    known = (sql.SQL("{} AS known_time, ").format(_out(sql.SQL("v.known_time"), spec)) if mode is Mode.VERSIONS
-             else sql.SQL(""))
+            "{value} AS value FROM {t} t WHERE {w} ORDER BY t.known_time, t.valid_time, t.change_time DESC"
+        ).format(t=table, w=where, value=value)
+    known = (
+        sql.SQL("{} AS known_time, ").format(_out(sql.SQL("v.known_time"), spec))
+        if mode is Mode.VERSIONS
+        else sql.SQL("")
+    )
     if resample is None:
         query = sql.SQL("SELECT {known}{vt} AS valid_time, {vte} AS valid_time_end, v.value FROM ({sel}) v").format(
-            known=known, vt=_out(sql.SQL("v.valid_time"), spec), vte=_out(sql.SQL("v.valid_time_end"), spec),
-            sel=selected)
+            known=known,
+            vt=_out(sql.SQL("v.valid_time"), spec),
+            vte=_out(sql.SQL("v.valid_time_end"), spec),
+            sel=selected,
+        )
         return query, params
     params.update(resample.params())
     by_known = mode is Mode.VERSIONS
     query = sql.SQL(
         "SELECT {known}{start} AS valid_time, {end} AS valid_time_end, {agg} AS value FROM ({sel}) v "
-        "CROSS JOIN LATERAL (SELECT {bucket} AS b) k GROUP BY {group} ORDER BY {group}").format(
+        "CROSS JOIN LATERAL (SELECT {bucket} AS b) k GROUP BY {group} ORDER BY {group}"
+    ).format(
         known=known,
-        start=_out(sql.SQL("k.b"), spec), end=_out(resample.end(sql.SQL("k.b")), spec),
-        agg=sql.SQL(AGGREGATES[resample.agg]), sel=selected, bucket=resample.start(sql.SQL("v.valid_time")),
-        group=sql.SQL("v.known_time, k.b" if by_known else "k.b"))
+        start=_out(sql.SQL("k.b"), spec),
+        end=_out(resample.end(sql.SQL("k.b")), spec),
+        agg=sql.SQL(AGGREGATES[resample.agg]),
+        sel=selected,
+        bucket=resample.start(sql.SQL("v.valid_time")),
+        group=sql.SQL("v.known_time, k.b" if by_known else "k.b"),
+    )
     return query, params
 
 
@@ -236,9 +281,13 @@ def multi_query(spec: ReadSpec) -> tuple[sql.Composed, dict[str, Any]]:
     convert = (sql.SQL("s.scale"), sql.SQL("s.off")) if spec.unit is not None else None
     over, params = series_query(True, spec, s, sql.SQL("s.overlapping"), convert)
     flat, _ = series_query(False, spec, s, sql.SQL("NOT s.overlapping"), convert)
-    arrays = ("unnest(%(ids)s::bigint[], %(overlapping)s::bool[], %(scales)s::float8[], %(offsets)s::float8[]) "
-              "AS s(id, overlapping, scale, off)" if convert is not None
-              else "unnest(%(ids)s::bigint[], %(overlapping)s::bool[]) AS s(id, overlapping)")
+    arrays = (
+        "unnest(%(ids)s::bigint[], %(overlapping)s::bool[], %(scales)s::float8[], %(offsets)s::float8[]) "
+        "AS s(id, overlapping, scale, off)"
+        if convert is not None
+        else "unnest(%(ids)s::bigint[], %(overlapping)s::bool[]) AS s(id, overlapping)"
+    )
     query = sql.SQL("SELECT s.id AS series_id, x.* FROM {} CROSS JOIN LATERAL (({}) UNION ALL ({})) x").format(
-        sql.SQL(arrays), over, flat)
+        sql.SQL(arrays), over, flat
+    )
     return query, params

@@ -27,9 +27,7 @@ def _prelude(schema: str | None) -> str:
 
 def _retention_sql(retention: dict[str, str]) -> str:
     rows = ",\n    ".join(
-        sql.SQL("({}, {})")
-        .format(sql.Literal(f"retention_{tier}"), sql.Literal(value))
-        .as_string(None)
+        sql.SQL("({}, {})").format(sql.Literal(f"retention_{tier}"), sql.Literal(value)).as_string(None)
         for tier, value in retention.items()
     )
     return (
@@ -41,9 +39,7 @@ def _retention_sql(retention: dict[str, str]) -> str:
 
 def create_ddl(schema: str | None = None, retention: dict[str, str] | None = None) -> str:
     """The full DDL that `timedb create tables` runs."""
-    return _prelude(schema) + _sql_file("schema.sql") + _retention_sql(
-        {**RETENTION_DEFAULTS, **(retention or {})}
-    )
+    return _prelude(schema) + _sql_file("schema.sql") + _retention_sql({**RETENTION_DEFAULTS, **(retention or {})})
 
 
 def drop_ddl(schema: str | None = None) -> str:

@@ -64,11 +64,19 @@ class SeriesFilter:
         return (sql.Composed([where, scope]) if scope_params else where), params
 
     def describe(self) -> str:
-        return ", ".join(
-            f"{k}={v}" for k, v in
-            (("series_id", self.series_id), ("name", self.name), ("unit", self.unit), ("labels", self.labels))
-            if v is not None and v != {}
-        ) or "no filters"
+        return (
+            ", ".join(
+                f"{k}={v}"
+                for k, v in (
+                    ("series_id", self.series_id),
+                    ("name", self.name),
+                    ("unit", self.unit),
+                    ("labels", self.labels),
+                )
+                if v is not None and v != {}
+            )
+            or "no filters"
+        )
 
 
 def create_series(
@@ -92,24 +100,33 @@ def create_series(
         ON CONFLICT ON CONSTRAINT series_identity DO NOTHING
         RETURNING series_id
         """,
-        {"name": name, "unit": unit, "labels": Jsonb(labels), "description": description,
-         "overlapping": overlapping, "retention": retention},
+        {
+            "name": name,
+            "unit": unit,
+            "labels": Jsonb(labels),
+            "description": description,
+            "overlapping": overlapping,
+            "retention": retention,
+        },
     ).fetchone()
     if row is not None:
         return row[0], True
-    existing = conn.cursor(row_factory=dict_row).execute(
-        "SELECT series_id, unit, overlapping, retention FROM series_table "
-        "WHERE name = %(name)s AND labels = %(labels)s",
-        {"name": name, "labels": Jsonb(labels)},
-    ).fetchone()
+    existing = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            "SELECT series_id, unit, overlapping, retention FROM series_table "
+            "WHERE name = %(name)s AND labels = %(labels)s",
+            {"name": name, "labels": Jsonb(labels)},
+        )
+        .fetchone()
+    )
     assert existing is not None  # ON CONFLICT waited for the other insert to commit
     wanted = {"unit": unit, "overlapping": overlapping, "retention": retention}
     differ = [k for k, v in wanted.items() if existing[k] != v]
     if differ:
         have = ", ".join(f"{k}={existing[k]!r}" for k in differ)
         raise SeriesConflict(
-            f"Series {name!r} with labels {labels} already exists (series_id="
-            f"{existing['series_id']}) with {have}.",
+            f"Series {name!r} with labels {labels} already exists (series_id={existing['series_id']}) with {have}.",
             series_id=existing["series_id"],
         )
     return existing["series_id"], False
@@ -146,8 +163,7 @@ def label_values(conn: psycopg.Connection, key: str, flt: SeriesFilter) -> list[
     where, params = flt.where()
     params["key"] = key
     query = sql.SQL(
-        "SELECT DISTINCT labels ->> %(key)s AS v FROM series_table "
-        "WHERE {} AND labels ? %(key)s ORDER BY v"
+        "SELECT DISTINCT labels ->> %(key)s AS v FROM series_table WHERE {} AND labels ? %(key)s ORDER BY v"
     ).format(where)
     return [r[0] for r in conn.execute(query, params)]
 
@@ -164,7 +180,8 @@ def resolve_one(conn: psycopg.Connection, flt: SeriesFilter) -> dict[str, Any]:
         raise AmbiguousSeries(
             f"The filters match {total} series; use more specific filters to match "
             f"exactly one. Matched series: [{shown}{more}]",
-            matches=matches[:5], query="labels",
+            matches=matches[:5],
+            query="labels",
         )
     return matches[0]
 
@@ -214,8 +231,9 @@ def merge_patch(series: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
     if differ:
         given = ", ".join(f"{k}={patch[k]!r}" for k in differ)
         stored = ", ".join(f"{k}={series[k]!r}" for k in differ)
-        raise ImmutableField(f"{', '.join(differ)} cannot change: series {series['series_id']} has "
-                             f"{stored}, the patch gives {given}.")
+        raise ImmutableField(
+            f"{', '.join(differ)} cannot change: series {series['series_id']} has {stored}, the patch gives {given}."
+        )
     merged = dict(series)
     if "description" in patch:
         merged["description"] = (patch["description"] or "").strip() or None
@@ -235,33 +253,43 @@ def update_series(conn: psycopg.Connection, series_id: int, patch: dict[str, Any
     SeriesConflict when its new (name, labels) belong to another series; Forbidden when they
     would leave the request's scope."""
     scope, params = tenant.condition()
-    series = conn.cursor(row_factory=dict_row).execute(
-        sql.SQL("SELECT {} FROM series_table WHERE series_id = %(series_id)s{} FOR UPDATE").format(COLUMNS, scope),
-        {"series_id": series_id, **params},
-    ).fetchone()
+    series = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            sql.SQL("SELECT {} FROM series_table WHERE series_id = %(series_id)s{} FOR UPDATE").format(COLUMNS, scope),
+            {"series_id": series_id, **params},
+        )
+        .fetchone()
+    )
     if series is None:
         raise SeriesNotFound(f"No series has series_id={series_id}.")
     merged = merge_patch(series, patch)
     if merged == series:
         return series
     if not tenant.contains(merged["labels"]):
-        raise Forbidden(f"The patch would move series {series_id} out of this token's scope: its labels must "
-                        f"keep containing {tenant.describe()}.")
+        raise Forbidden(
+            f"The patch would move series {series_id} out of this token's scope: its labels must "
+            f"keep containing {tenant.describe()}."
+        )
     try:
         with conn.transaction(), identity_fits():  # a savepoint: after a clash the other series can be read
             conn.execute(
                 "UPDATE series_table SET labels = %(labels)s, description = %(description)s "
                 "WHERE series_id = %(series_id)s",
-                {"labels": Jsonb(merged["labels"]), "description": merged["description"], "series_id": series_id})
+                {"labels": Jsonb(merged["labels"]), "description": merged["description"], "series_id": series_id},
+            )
     except pg.UniqueViolation as exc:
         if exc.diag.constraint_name != "series_identity":
             raise
-        row = conn.execute("SELECT series_id FROM series_table WHERE name = %(name)s AND labels = %(labels)s",
-                           {"name": merged["name"], "labels": Jsonb(merged["labels"])}).fetchone()
+        row = conn.execute(
+            "SELECT series_id FROM series_table WHERE name = %(name)s AND labels = %(labels)s",
+            {"name": merged["name"], "labels": Jsonb(merged["labels"])},
+        ).fetchone()
         other = f" (series_id={row[0]})" if row else ""
         raise SeriesConflict(
             f"Another series{other} already has name {merged['name']!r} with labels {merged['labels']}.",
-            **({"series_id": row[0]} if row else {})) from None
+            **({"series_id": row[0]} if row else {}),
+        ) from None
     return merged
 
 
@@ -300,8 +328,10 @@ def resolve_many(conn: psycopg.Connection, items: list[dict[str, Any]], limit: i
     that matches none, 400 naming one that matches several or repeats an earlier one."""
     if len(items) > limit:
         raise PayloadTooLarge(f"A request may read at most {limit} series; this one lists {len(items)}.")
-    payload = [{"idx": i, "series_id": it.get("series_id"), "name": it.get("name"), "labels": it.get("labels")}
-               for i, it in enumerate(items)]
+    payload = [
+        {"idx": i, "series_id": it.get("series_id"), "name": it.get("name"), "labels": it.get("labels")}
+        for i, it in enumerate(items)
+    ]
     rows = conn.cursor(row_factory=dict_row).execute(*resolve_statement(Jsonb(payload, dumps=_dumps))).fetchall()
     matches: list[list[dict[str, Any]]] = [[] for _ in items]
     for row in rows:
@@ -314,8 +344,10 @@ def resolve_many(conn: psycopg.Connection, items: list[dict[str, Any]], limit: i
         if not match:
             raise SeriesNotFound(f"series[{i}]: no series matches {what}.")
         if len(match) > 1:
-            raise AmbiguousSeries(f"series[{i}]: {what} matches several series (e.g. {_label(match[0])} and "
-                                  f"{_label(match[1])}); give series_id or more labels.")
+            raise AmbiguousSeries(
+                f"series[{i}]: {what} matches several series (e.g. {_label(match[0])} and "
+                f"{_label(match[1])}); give series_id or more labels."
+            )
         sid = match[0]["series_id"]
         if sid in first:
             raise InvalidInput(f"series[{i}] is the same series as series[{first[sid]}] ({_label(match[0])}).")
@@ -328,9 +360,14 @@ def list_matching(conn: psycopg.Connection, flt: SeriesFilter, limit: int) -> li
     """Every series matching flt, by series_id; 422 when more than `limit` do."""
     where, params = flt.where()
     params["limit"] = limit + 1
-    rows = conn.cursor(row_factory=dict_row).execute(
-        sql.SQL("SELECT {} FROM series_table WHERE {} ORDER BY series_id LIMIT %(limit)s").format(COLUMNS, where),
-        params).fetchall()
+    rows = (
+        conn.cursor(row_factory=dict_row)
+        .execute(
+            sql.SQL("SELECT {} FROM series_table WHERE {} ORDER BY series_id LIMIT %(limit)s").format(COLUMNS, where),
+            params,
+        )
+        .fetchall()
+    )
     if len(rows) > limit:
         raise Unprocessable(f"The filter matches more than {limit} series; narrow it (name, unit, labels).")
     return rows
@@ -405,9 +442,18 @@ def create_many(conn: psycopg.Connection, items: list[NewSeries]) -> list[tuple[
     new = [i for i in first.values() if i not in stored]
     ids = sorted(r[0] for r in conn.execute(NEXT_IDS, {"n": len(new)})) if new else []
     new_ids = dict(zip(new, ids, strict=True))
-    payload = [{"series_id": new_ids[i], "name": items[i].name, "unit": items[i].unit,
-                "labels": items[i].labels, "description": items[i].description,
-                "overlapping": items[i].overlapping, "retention": items[i].retention} for i in new]
+    payload = [
+        {
+            "series_id": new_ids[i],
+            "name": items[i].name,
+            "unit": items[i].unit,
+            "labels": items[i].labels,
+            "description": items[i].description,
+            "overlapping": items[i].overlapping,
+            "retention": items[i].retention,
+        }
+        for i in new
+    ]
     with identity_fits():
         inserted = {r[0] for r in conn.execute(INSERT_MANY, {"items": Jsonb(payload, dumps=_dumps)})} if new else set()
     raced = [i for i in new if new_ids[i] not in inserted]  # created meanwhile by another request
@@ -426,9 +472,15 @@ def create_many(conn: psycopg.Connection, items: list[NewSeries]) -> list[tuple[
 def _refuse_outside(items: list[NewSeries]) -> None:
     """Forbidden listing the items whose labels do not contain the request's scope."""
     errors: list[dict[str, Any]] = [
-        {"in": "body", "pointer": f"/series/{i}/labels", "index": i,
-         "message": f"series[{i}]: labels {item.labels} do not contain {tenant.describe()}."}
-        for i, item in enumerate(items) if not tenant.contains(item.labels)]
+        {
+            "in": "body",
+            "pointer": f"/series/{i}/labels",
+            "index": i,
+            "message": f"series[{i}]: labels {item.labels} do not contain {tenant.describe()}.",
+        }
+        for i, item in enumerate(items)
+        if not tenant.contains(item.labels)
+    ]
     if errors:
         what = f"Items outside this token's scope (labels must contain {tenant.describe()})"
         raise Forbidden(items_detail(errors, len(items), what), errors=errors)
@@ -456,12 +508,26 @@ def _raise_conflicts(items: list[NewSeries], firsts: list[int], stored: dict[int
         want = ", ".join(f"{k}={reference[k]!r}" for k in differ)
         what = f"{item.name!r} with labels {item.labels}"
         if row is not None:
-            errors.append({"in": "body", "pointer": f"/series/{i}", "index": i, "series_id": row["series_id"],
-                           "message": (
-                f"series[{i}]: {what} already exists (series_id={row['series_id']}) with {want}, not {have}.")})
+            errors.append(
+                {
+                    "in": "body",
+                    "pointer": f"/series/{i}",
+                    "index": i,
+                    "series_id": row["series_id"],
+                    "message": (
+                        f"series[{i}]: {what} already exists (series_id={row['series_id']}) with {want}, not {have}."
+                    ),
+                }
+            )
         else:
-            errors.append({"in": "body", "pointer": f"/series/{i}", "index": i, "message": (
-                f"series[{i}]: {what} is also series[{f}] of this request, with {want}, not {have}.")})
+            errors.append(
+                {
+                    "in": "body",
+                    "pointer": f"/series/{i}",
+                    "index": i,
+                    "message": (f"series[{i}]: {what} is also series[{f}] of this request, with {want}, not {have}."),
+                }
+            )
     if errors:
         what = "Items that conflict with a stored series or an earlier item"
         raise SeriesConflict(items_detail(errors, len(items), what), errors=errors)

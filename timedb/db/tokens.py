@@ -96,16 +96,17 @@ def find(conn: psycopg.Connection, secret_hash: bytes) -> Token | None:
     return None if row is None else Token(row[0], row[1], row[2], row[3], bytes(row[4]))
 
 
-def create(conn: psycopg.Connection, name: str, scope: str, labels: dict[str, str],
-           expires_at: datetime | None) -> str:
+def create(conn: psycopg.Connection, name: str, scope: str, labels: dict[str, str], expires_at: datetime | None) -> str:
     """A new token; returns its secret (shown once, never stored)."""
     if scope not in SCOPES:
         raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}.")
     secret = new_secret()
     try:
         with conn.transaction():
-            conn.execute("INSERT INTO api_tokens (name, scope, labels, secret_hash, expires_at) "
-                         "VALUES (%s, %s, %s, %s, %s)", (name, scope, Jsonb(labels), digest(secret), expires_at))
+            conn.execute(
+                "INSERT INTO api_tokens (name, scope, labels, secret_hash, expires_at) VALUES (%s, %s, %s, %s, %s)",
+                (name, scope, Jsonb(labels), digest(secret), expires_at),
+            )
     except psycopg.errors.UndefinedTable:
         raise _missing_table() from None
     except psycopg.errors.UniqueViolation:
@@ -120,9 +121,14 @@ def listing(conn: psycopg.Connection, *, include_revoked: bool = False) -> list[
     where = "" if include_revoked else "WHERE revoked_at IS NULL"
     try:
         with conn.transaction():
-            return conn.cursor(row_factory=dict_row).execute(
-                f"SELECT name, scope, labels, created_at, expires_at, last_used_at, revoked_at "
-                f"FROM api_tokens {where} ORDER BY created_at, token_id").fetchall()
+            return (
+                conn.cursor(row_factory=dict_row)
+                .execute(
+                    f"SELECT name, scope, labels, created_at, expires_at, last_used_at, revoked_at "
+                    f"FROM api_tokens {where} ORDER BY created_at, token_id"
+                )
+                .fetchall()
+            )
     except psycopg.errors.UndefinedTable:
         raise _missing_table() from None
 
@@ -131,8 +137,9 @@ def revoke(conn: psycopg.Connection, name: str) -> None:
     """Revoke the active token of this name (404 when there is none)."""
     try:
         with conn.transaction():
-            done = conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE name = %s AND revoked_at IS NULL",
-                                (name,)).rowcount
+            done = conn.execute(
+                "UPDATE api_tokens SET revoked_at = now() WHERE name = %s AND revoked_at IS NULL", (name,)
+            ).rowcount
     except psycopg.errors.UndefinedTable:
         raise _missing_table() from None
     if not done:
@@ -144,10 +151,12 @@ def mark_used(conn: psycopg.Connection, used: dict[bytes, datetime]) -> None:
     if not used:
         return
     with conn.transaction():
-        conn.execute("UPDATE api_tokens t SET last_used_at = u.at "
-                     "FROM unnest(%s::bytea[], %s::timestamptz[]) AS u(h, at) "
-                     "WHERE t.secret_hash = u.h AND (t.last_used_at IS NULL OR t.last_used_at < u.at)",
-                     (list(used), list(used.values())))
+        conn.execute(
+            "UPDATE api_tokens t SET last_used_at = u.at "
+            "FROM unnest(%s::bytea[], %s::timestamptz[]) AS u(h, at) "
+            "WHERE t.secret_hash = u.h AND (t.last_used_at IS NULL OR t.last_used_at < u.at)",
+            (list(used), list(used.values())),
+        )
 
 
 class Listener:
@@ -155,9 +164,15 @@ class Listener:
     each notification and `lost()` when the connection fails (then reconnects); `flush()` runs
     every `flush_every` seconds with the connection (last-used times)."""
 
-    def __init__(self, dsn: str, changed: Callable[[psycopg.Connection], None], lost: Callable[[], None],
-                 flush: Callable[[psycopg.Connection], None], alive: Callable[[], None],
-                 flush_every: float = 30.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        changed: Callable[[psycopg.Connection], None],
+        lost: Callable[[], None],
+        flush: Callable[[psycopg.Connection], None],
+        alive: Callable[[], None],
+        flush_every: float = 30.0,
+    ) -> None:
         self.dsn, self.changed, self.lost, self.flush, self.alive = dsn, changed, lost, flush, alive
         self.flush_every = flush_every
         self.stopping = threading.Event()
@@ -174,18 +189,29 @@ class Listener:
         delay = 0.5
         while not self.stopping.is_set():
             try:
-                with psycopg.connect(self.dsn, autocommit=True, application_name="timedb-tokens",
-                                     connect_timeout=5, keepalives=1, keepalives_idle=5, keepalives_interval=1,
-                                     keepalives_count=3) as conn:
+                with psycopg.connect(
+                    self.dsn,
+                    autocommit=True,
+                    application_name="timedb-tokens",
+                    connect_timeout=5,
+                    keepalives=1,
+                    keepalives_idle=5,
+                    keepalives_interval=1,
+                    keepalives_count=3,
+                ) as conn:
                     if not self._listen(conn):
-                        log.warning("token listener: notifications do not arrive on this connection (a "
-                                    "transaction pooler?); every request checks its token in the database")
+                        log.warning(
+                            "token listener: notifications do not arrive on this connection (a "
+                            "transaction pooler?); every request checks its token in the database"
+                        )
                         break
                     delay = 0.5
             except psycopg.Error as exc:
                 text = str(exc).strip()
-                log.warning("token listener: %s (tokens are checked in the database until it is back)",
-                            text.splitlines()[0] if text else type(exc).__name__)
+                log.warning(
+                    "token listener: %s (tokens are checked in the database until it is back)",
+                    text.splitlines()[0] if text else type(exc).__name__,
+                )
             self.lost()
             self.stopping.wait(delay)
             delay = min(delay * 2, 5.0)

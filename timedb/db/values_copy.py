@@ -22,8 +22,18 @@ from timedb.db.values_read import Plan, Watchdog
 COLUMNS = {
     Mode.LATEST: ("valid_time", "valid_time_end", "value"),
     Mode.VERSIONS: ("known_time", "valid_time", "valid_time_end", "value"),
-    Mode.AUDIT: ("known_time", "valid_time", "valid_time_end", "change_time", "value", "changed_by",
-                 "annotation", "tags", "batch_id", "inserted_by"),
+    Mode.AUDIT: (
+        "known_time",
+        "valid_time",
+        "valid_time_end",
+        "change_time",
+        "value",
+        "changed_by",
+        "annotation",
+        "tags",
+        "batch_id",
+        "inserted_by",
+    ),
 }
 # seconds a COPY being cancelled may take to end before its connection is closed instead
 CLOSE_TIMEOUT = 10.0
@@ -83,8 +93,9 @@ class CopyStream:
     with libpq's own calls (psycopg.pq), waiting on the socket only when none is buffered.
     """
 
-    def __init__(self, pool: Pool, plan: Plan, mode: Mode, *, many: bool, printed: Printed,
-                 out_tz: str | None = None) -> None:
+    def __init__(
+        self, pool: Pool, plan: Plan, mode: Mode, *, many: bool, printed: Printed, out_tz: str | None = None
+    ) -> None:
         self.pool = pool
         self.names = columns(mode, many)
         self.rows = 0  # data rows read so far
@@ -106,8 +117,10 @@ class CopyStream:
                     self._conn.execute(f"SELECT {settings}")
                 query, params = plan(self._conn)
                 statement = sql.SQL("COPY (SELECT {} FROM ({}) r) TO STDOUT (FORMAT csv{})").format(
-                    projection(self.names, printed, out_tz is not None), query,
-                    sql.SQL(", HEADER") if self._header else sql.SQL(""))
+                    projection(self.names, printed, out_tz is not None),
+                    query,
+                    sql.SQL(", HEADER") if self._header else sql.SQL(""),
+                )
                 # COPY takes no bound parameters: psycopg merges them in as literals
                 with psycopg.ClientCursor(self._conn) as cursor:
                     text = cursor.mogrify(statement, params)

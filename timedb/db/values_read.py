@@ -52,6 +52,7 @@ Plan = Callable[[psycopg.Connection], tuple[sql.Composed, dict[str, Any]]]
 
 def one_series(flt: SeriesFilter, spec: ReadSpec) -> Plan:
     """The plan of a read of the one series matching flt."""
+
     def plan(conn: psycopg.Connection) -> tuple[sql.Composed, dict[str, Any]]:
         series = resolve_one(conn, flt)
         query, params = build_query(series["overlapping"], spec)
@@ -60,22 +61,31 @@ def one_series(flt: SeriesFilter, spec: ReadSpec) -> Plan:
             convert = conversion(series["unit"], spec.unit)
             params.update(unit_scale=convert.scale, unit_offset=convert.offset)
         return query, params
+
     return plan
 
 
-def many_series(items: list[dict[str, Any]] | None, flt: SeriesFilter | None, spec: ReadSpec,
-                limit: int, found: list[dict[str, Any]]) -> Plan:
+def many_series(
+    items: list[dict[str, Any]] | None,
+    flt: SeriesFilter | None,
+    spec: ReadSpec,
+    limit: int,
+    found: list[dict[str, Any]],
+) -> Plan:
     """The plan of a read of many series: the listed items (each resolving to one series) or
     every series matching flt, at most `limit`; the series read are appended to `found`."""
+
     def plan(conn: psycopg.Connection) -> tuple[sql.Composed, dict[str, Any]]:
-        found.extend(resolve_many(conn, items, limit) if items is not None
-                     else list_matching(conn, flt or SeriesFilter(), limit))
+        found.extend(
+            resolve_many(conn, items, limit) if items is not None else list_matching(conn, flt or SeriesFilter(), limit)
+        )
         query, params = multi_query(spec)
         params.update(ids=[s["series_id"] for s in found], overlapping=[s["overlapping"] for s in found])
         if spec.unit is not None:
             converts = [conversion(s["unit"], spec.unit) for s in found]
             params.update(scales=[c.scale for c in converts], offsets=[c.offset for c in converts])
         return query, params
+
     return plan
 
 
@@ -88,8 +98,7 @@ class RowStream:
     the connection's lock) and returns the connection to the pool.
     """
 
-    def __init__(self, pool: Pool, plan: Plan, out_tz: str | None = None,
-                 chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(self, pool: Pool, plan: Plan, out_tz: str | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
         self.pool = pool
         self.chunk_rows = chunk_rows
         self._conn: psycopg.Connection | None = checkout(pool, watched=True)

@@ -38,15 +38,20 @@ def _unique_valid_times(points: Points) -> Iterator[None]:
         raise DuplicateValidTime(f"valid_time must be unique within a request; repeated: {shown}{more}") from None
 
 
-def insert_flat(conn: psycopg.Connection, series_id: int, points: Points,
-                known_time: datetime | None, write_time: datetime) -> None:
+def insert_flat(
+    conn: psycopg.Connection, series_id: int, points: Points, known_time: datetime | None, write_time: datetime
+) -> None:
     """Append points as the current values of a flat series (change_time = write_time,
     known_time defaulting to it)."""
     known = known_time or write_time
-    with _unique_valid_times(points), conn.cursor() as cur, cur.copy(
-        "COPY flat (series_id, valid_time, valid_time_end, value, known_time, change_time) "
-        "FROM STDIN (FORMAT BINARY)"
-    ) as copy:
+    with (
+        _unique_valid_times(points),
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY flat (series_id, valid_time, valid_time_end, value, known_time, change_time) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
         copy.set_types(["int8", "timestamptz", "timestamptz", "float8", "timestamptz", "timestamptz"])
         write = copy.write_row
         for vt, vte, value in points:
@@ -77,11 +82,18 @@ def create_batch(
     start_time: datetime,
 ) -> tuple[int, datetime]:
     """A new batch; returns (batch_id, known_time), known_time defaulting to write_time."""
-    row = conn.execute(CREATE_BATCH, {
-        "series_id": series_id, "workflow_id": workflow_id, "start_time": start_time,
-        "known_time": known_time, "write_time": write_time,
-        "batch_params": None if batch_params is None else Jsonb(batch_params), "inserted_by": caller.name(),
-    }).fetchone()
+    row = conn.execute(
+        CREATE_BATCH,
+        {
+            "series_id": series_id,
+            "workflow_id": workflow_id,
+            "start_time": start_time,
+            "known_time": known_time,
+            "write_time": write_time,
+            "batch_params": None if batch_params is None else Jsonb(batch_params),
+            "inserted_by": caller.name(),
+        },
+    ).fetchone()
     assert row is not None
     return row[0], row[1]
 
@@ -97,14 +109,17 @@ def check_versions_free(
     ).fetchone()
     if others is None:
         return
-    taken = [r[0] for r in conn.execute(
-        """
+    taken = [
+        r[0]
+        for r in conn.execute(
+            """
         SELECT DISTINCT valid_time FROM overlapping
         WHERE series_id = %s AND known_time = %s AND valid_time = ANY(%s)
         ORDER BY valid_time LIMIT 5
         """,
-        (series_id, known_time, [p[0] for p in points]),
-    )]
+            (series_id, known_time, [p[0] for p in points]),
+        )
+    ]
     if taken:
         shown = ", ".join(t.isoformat() for t in taken)
         raise VersionConflict(
@@ -113,13 +128,18 @@ def check_versions_free(
         )
 
 
-def insert_overlapping(conn: psycopg.Connection, series_id: int, batch_id: int, known_time: datetime,
-                       write_time: datetime, points: Points) -> None:
+def insert_overlapping(
+    conn: psycopg.Connection, series_id: int, batch_id: int, known_time: datetime, write_time: datetime, points: Points
+) -> None:
     """Append one batch's versions of an overlapping series."""
-    with _unique_valid_times(points), conn.cursor() as cur, cur.copy(
-        "COPY overlapping (batch_id, series_id, valid_time, valid_time_end, value, known_time, change_time) "
-        "FROM STDIN (FORMAT BINARY)"
-    ) as copy:
+    with (
+        _unique_valid_times(points),
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY overlapping (batch_id, series_id, valid_time, valid_time_end, value, known_time, change_time) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
         copy.set_types(["int8", "int8", "timestamptz", "timestamptz", "float8", "timestamptz", "timestamptz"])
         write = copy.write_row
         for vt, vte, value in points:

@@ -28,8 +28,12 @@ _TAGS = pa.list_(pa.utf8())
 _TAGS_SCHEMA = pa.schema([("t", _TAGS)])
 # columns other than timestamps: (type in the answer, nullable)
 _TYPES: dict[str, tuple[pa.DataType, bool]] = {
-    "series_id": (pa.int64(), False), "value": (pa.float64(), True), "changed_by": (pa.utf8(), True),
-    "annotation": (pa.utf8(), True), "tags": (_TAGS, True), "batch_id": (pa.int64(), True),
+    "series_id": (pa.int64(), False),
+    "value": (pa.float64(), True),
+    "changed_by": (pa.utf8(), True),
+    "annotation": (pa.utf8(), True),
+    "tags": (_TAGS, True),
+    "batch_id": (pa.int64(), True),
     "inserted_by": (pa.utf8(), True),
 }
 _NULLABLE_TIMES = {"valid_time_end"}
@@ -37,8 +41,12 @@ _NULLABLE_TIMES = {"valid_time_end"}
 
 def schema(names: tuple[str, ...], tz: str, metadata: dict[str, str]) -> pa.Schema:
     """The answer's schema: timestamps in microseconds, labelled with the zone tz."""
-    fields = [pa.field(n, pa.timestamp("us", tz=tz), nullable=n in _NULLABLE_TIMES) if n in TIMESTAMPS
-              else pa.field(n, _TYPES[n][0], nullable=_TYPES[n][1]) for n in names]
+    fields = [
+        pa.field(n, pa.timestamp("us", tz=tz), nullable=n in _NULLABLE_TIMES)
+        if n in TIMESTAMPS
+        else pa.field(n, _TYPES[n][0], nullable=_TYPES[n][1])
+        for n in names
+    ]
     return pa.schema(fields, metadata=metadata)
 
 
@@ -58,9 +66,11 @@ def _tags(texts: pa.Array) -> pa.Array:
     lines = pc.binary_join_element_wise('{"t":', pc.coalesce(texts, "null"), "}", "")
     document = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")
     ndjson = document[0].as_buffer()
-    table = pjson.read_json(pa.BufferReader(ndjson),
-                            read_options=pjson.ReadOptions(use_threads=False, block_size=ndjson.size + 1),
-                            parse_options=pjson.ParseOptions(explicit_schema=_TAGS_SCHEMA))
+    table = pjson.read_json(
+        pa.BufferReader(ndjson),
+        read_options=pjson.ReadOptions(use_threads=False, block_size=ndjson.size + 1),
+        parse_options=pjson.ParseOptions(explicit_schema=_TAGS_SCHEMA),
+    )
     return table.column("t").combine_chunks()
 
 
@@ -96,8 +106,9 @@ class ArrowBody:
 
     media_type = media_types.ARROW
 
-    def __init__(self, stream: CopyStream, mode: Mode, tz: str | None = None,
-                 series: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, stream: CopyStream, mode: Mode, tz: str | None = None, series: list[dict[str, Any]] | None = None
+    ) -> None:
         self.stream = stream
         metadata = {"mode": mode.value}
         if series is not None:
@@ -109,15 +120,22 @@ class ArrowBody:
         self.convert_options = pcsv.ConvertOptions(
             column_types={f.name: _parsed_type(f) for f in self.schema},
             # COPY writes a null as an empty field and an empty string as ""
-            null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False)
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        )
         self.sink = _Sink()
         self.writer = ipc.new_stream(self.sink, self.schema)
         self.count = 0
         self.ended = False
 
     def _batch(self, csv: bytes) -> pa.RecordBatch:
-        table = pcsv.read_csv(pa.BufferReader(csv), read_options=self.read_options,
-                              parse_options=self.parse_options, convert_options=self.convert_options)
+        table = pcsv.read_csv(
+            pa.BufferReader(csv),
+            read_options=self.read_options,
+            parse_options=self.parse_options,
+            convert_options=self.convert_options,
+        )
         columns = []
         for field in self.schema:
             column = table.column(field.name).combine_chunks()

@@ -22,36 +22,48 @@ Dicts = Callable[[Rows], list[dict[str, Any]]]
 
 
 def _latest(rows: Rows) -> list[dict[str, Any]]:
-    return [{"valid_time": vt, "value": v} if vte is None
-            else {"valid_time": vt, "valid_time_end": vte, "value": v}
-            for vt, vte, v in rows]
+    return [
+        {"valid_time": vt, "value": v} if vte is None else {"valid_time": vt, "valid_time_end": vte, "value": v}
+        for vt, vte, v in rows
+    ]
 
 
 def _latest_many(rows: Rows) -> list[dict[str, Any]]:
-    return [{"series_id": s, "valid_time": vt, "value": v} if vte is None
-            else {"series_id": s, "valid_time": vt, "valid_time_end": vte, "value": v}
-            for s, vt, vte, v in rows]
+    return [
+        {"series_id": s, "valid_time": vt, "value": v}
+        if vte is None
+        else {"series_id": s, "valid_time": vt, "valid_time_end": vte, "value": v}
+        for s, vt, vte, v in rows
+    ]
 
 
 def _versions(rows: Rows) -> list[dict[str, Any]]:
-    return [{"known_time": kt, "valid_time": vt, "value": v} if vte is None
-            else {"known_time": kt, "valid_time": vt, "valid_time_end": vte, "value": v}
-            for kt, vt, vte, v in rows]
+    return [
+        {"known_time": kt, "valid_time": vt, "value": v}
+        if vte is None
+        else {"known_time": kt, "valid_time": vt, "valid_time_end": vte, "value": v}
+        for kt, vt, vte, v in rows
+    ]
 
 
 def _versions_many(rows: Rows) -> list[dict[str, Any]]:
-    return [{"series_id": s, "known_time": kt, "valid_time": vt, "value": v} if vte is None
-            else {"series_id": s, "known_time": kt, "valid_time": vt, "valid_time_end": vte, "value": v}
-            for s, kt, vt, vte, v in rows]
+    return [
+        {"series_id": s, "known_time": kt, "valid_time": vt, "value": v}
+        if vte is None
+        else {"series_id": s, "known_time": kt, "valid_time": vt, "valid_time_end": vte, "value": v}
+        for s, kt, vt, vte, v in rows
+    ]
 
 
-def _audit_record(kt: Any, vt: Any, vte: Any, ct: Any, v: Any, by: Any, ann: Any, tags: Any,
-                  batch: Any, inserted_by: Any) -> dict[str, Any]:
+def _audit_record(
+    kt: Any, vt: Any, vte: Any, ct: Any, v: Any, by: Any, ann: Any, tags: Any, batch: Any, inserted_by: Any
+) -> dict[str, Any]:
     rec: dict[str, Any] = {"known_time": kt, "valid_time": vt}
     if vte is not None:
         rec["valid_time_end"] = vte
-    rec.update(change_time=ct, value=v, changed_by=by, annotation=ann, tags=tags, batch_id=batch,
-               inserted_by=inserted_by)
+    rec.update(
+        change_time=ct, value=v, changed_by=by, annotation=ann, tags=tags, batch_id=batch, inserted_by=inserted_by
+    )
     return rec
 
 
@@ -65,8 +77,12 @@ def _audit_many(rows: Rows) -> list[dict[str, Any]]:
 
 # rows -> their records (the JSON answer's `data` items; NDJSON's lines); by (mode, many series)
 DICTS: dict[tuple[Mode, bool], Dicts] = {
-    (Mode.LATEST, False): _latest, (Mode.VERSIONS, False): _versions, (Mode.AUDIT, False): _audit,
-    (Mode.LATEST, True): _latest_many, (Mode.VERSIONS, True): _versions_many, (Mode.AUDIT, True): _audit_many,
+    (Mode.LATEST, False): _latest,
+    (Mode.VERSIONS, False): _versions,
+    (Mode.AUDIT, False): _audit,
+    (Mode.LATEST, True): _latest_many,
+    (Mode.VERSIONS, True): _versions_many,
+    (Mode.AUDIT, True): _audit_many,
 }
 
 

@@ -72,5 +72,7 @@ def negotiate(fmt: str | None, accept: str | None) -> str:
         available = list(MEDIA_TYPES.values())
         raise NotAcceptable(
             f"None of the media types in Accept is available: ask for one of {', '.join(available)} "
-            f"(or use the format parameter: {', '.join(MEDIA_TYPES)}).", available=available)
+            f"(or use the format parameter: {', '.join(MEDIA_TYPES)}).",
+            available=available,
+        )
     return name

@@ -11,7 +11,7 @@ from timedb.errors import InvalidInput
 from timedb.settings import Settings
 from timedb.validation import BODY_KEY, MAX_DEPTH, NUL_MESSAGE, nul_pointers, too_deep
 
-LABELS_MESSAGE = "labels must be a valid JSON object (e.g. '{\"site\":\"Gotland\"}')"
+LABELS_MESSAGE = 'labels must be a valid JSON object (e.g. \'{"site":"Gotland"}\')'
 
 
 def pool() -> Pool:

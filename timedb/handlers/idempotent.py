@@ -45,5 +45,9 @@ def respond_once(work: Callable[[Connection], Any], headers: dict[str, str] | No
     status, body, replayed = in_transaction(pool(), transaction)
     if not replayed and stored[0]:
         metrics.rows_written(stored[0])
-    return Response(body, status, media_type=media_types.JSON,
-                    headers={**(headers or {}), **({"Idempotent-Replayed": "true"} if replayed else {})} or None)
+    return Response(
+        body,
+        status,
+        media_type=media_types.JSON,
+        headers={**(headers or {}), **({"Idempotent-Replayed": "true"} if replayed else {})} or None,
+    )

@@ -9,8 +9,10 @@ from timedb.db import tenant
 from timedb.errors import Forbidden
 from timedb.handlers.context import pool
 
-LABEL_SCOPED = ("GET /metrics needs a token whose scope is not limited by labels: its numbers cover every "
-                "tenant's requests. Use a read token created without --labels.")
+LABEL_SCOPED = (
+    "GET /metrics needs a token whose scope is not limited by labels: its numbers cover every "
+    "tenant's requests. Use a read token created without --labels."
+)
 
 
 def get_metrics() -> Response:

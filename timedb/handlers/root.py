@@ -30,9 +30,14 @@ ENDPOINTS = {
 
 # the other things a server offers, as Link relations (RFC 8288; RFC 8631's service-desc and
 # service-doc), and as the page a browser gets
-LINKS = (("/healthz", "health", "liveness probe"), ("/readyz", "readiness", "readiness probe"),
-         ("/metrics", "metrics", "Prometheus metrics"), ("/openapi.json", "service-desc", "the OpenAPI spec"),
-         ("/docs", "service-doc", "Swagger UI"), ("/redoc", "describedby", "ReDoc"))
+LINKS = (
+    ("/healthz", "health", "liveness probe"),
+    ("/readyz", "readiness", "readiness probe"),
+    ("/metrics", "metrics", "Prometheus metrics"),
+    ("/openapi.json", "service-desc", "the OpenAPI spec"),
+    ("/docs", "service-doc", "Swagger UI"),
+    ("/redoc", "describedby", "ReDoc"),
+)
 
 
 def get_api_info() -> tuple[Any, int, dict[str, str]]:
@@ -61,12 +66,15 @@ def _prefers_html(accept: str | None) -> bool:
 
 
 def _page(info: dict[str, Any], root: str) -> str:
-    links = "".join(f'<li><a href="{escape(root + path)}">{escape(path)}</a> {escape(what)}</li>'
-                    for path, _, what in LINKS)
+    links = "".join(
+        f'<li><a href="{escape(root + path)}">{escape(path)}</a> {escape(what)}</li>' for path, _, what in LINKS
+    )
     endpoints = "".join(f"<li>{escape(text)}</li>" for text in info["endpoints"].values())
-    return (f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{escape(info["name"])}</title>'
-            f'<h1>{escape(info["name"])} {escape(info["version"])}</h1><p>{escape(info["description"])}</p>'
-            f"<ul>{links}</ul><h2>Endpoints</h2><ul>{endpoints}</ul><p>{escape(info['admin_note'])}</p></html>")
+    return (
+        f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{escape(info["name"])}</title>'
+        f"<h1>{escape(info['name'])} {escape(info['version'])}</h1><p>{escape(info['description'])}</p>"
+        f"<ul>{links}</ul><h2>Endpoints</h2><ul>{endpoints}</ul><p>{escape(info['admin_note'])}</p></html>"
+    )
 
 
 async def get_health() -> tuple[dict[str, Any], int, dict[str, str]]:

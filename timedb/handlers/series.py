@@ -20,8 +20,9 @@ from timedb.media_types import JSON_HEADERS
 JSON = JSON_HEADERS
 
 
-def _filter(name: str | None, labels: str | None, unit: str | None = None,
-            series_id: int | None = None) -> db.SeriesFilter:
+def _filter(
+    name: str | None, labels: str | None, unit: str | None = None, series_id: int | None = None
+) -> db.SeriesFilter:
     return db.SeriesFilter(name=name, unit=unit, series_id=series_id, labels=parse_labels(labels))
 
 
@@ -32,15 +33,18 @@ def create_series() -> tuple[dict[str, Any], int, dict[str, str]]:
     name = req["name"].strip()
     if not name:
         raise InvalidInput("name must not be blank.", body="/name")
-    series_id, created = in_transaction(pool(), lambda conn: db.create_series(
-        conn,
-        name=name,
-        unit=req.get("unit", "dimensionless").strip(),
-        labels=req.get("labels", {}),
-        description=description,
-        overlapping=req.get("overlapping", False),
-        retention=req.get("retention", "medium"),
-    ))
+    series_id, created = in_transaction(
+        pool(),
+        lambda conn: db.create_series(
+            conn,
+            name=name,
+            unit=req.get("unit", "dimensionless").strip(),
+            labels=req.get("labels", {}),
+            description=description,
+            overlapping=req.get("overlapping", False),
+            retention=req.get("retention", "medium"),
+        ),
+    )
     message = "Series created successfully" if created else "Series already exists"
     return {"series_id": series_id, "message": message, "created": created}, 200, JSON
 
@@ -48,8 +52,11 @@ def create_series() -> tuple[dict[str, Any], int, dict[str, str]]:
 def create_series_bulk() -> Response:
     """Get or create many series in one transaction; one result per item, in input order."""
     series = _new_series(body()["series"])
-    return respond_once(lambda conn: {"series": [{"series_id": sid, "created": created}
-                                                 for sid, created in db.create_many(conn, series)]})
+    return respond_once(
+        lambda conn: {
+            "series": [{"series_id": sid, "created": created} for sid, created in db.create_many(conn, series)]
+        }
+    )
 
 
 def get_series(series_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -67,19 +74,24 @@ def update_series(series_id: int) -> Response:
 def _new_series(items: list[dict[str, Any]]) -> list[db.NewSeries]:
     """Bulk items trimmed as POST /series trims them; every blank name listed in one 400 (the
     spec's pattern refuses them first; this holds should the two ever disagree)."""
-    blank = [{"in": "body", "pointer": f"/series/{i}/name", "index": i,
-              "message": f"series[{i}]: name must not be blank."}
-             for i, item in enumerate(items) if not item["name"].strip()]
+    blank = [
+        {"in": "body", "pointer": f"/series/{i}/name", "index": i, "message": f"series[{i}]: name must not be blank."}
+        for i, item in enumerate(items)
+        if not item["name"].strip()
+    ]
     if blank:
         raise InvalidInput(items_detail(blank, len(items), "Invalid items"), errors=blank)
-    return [db.NewSeries(
-        name=item["name"].strip(),
-        unit=item.get("unit", "dimensionless").strip(),
-        labels=item.get("labels", {}),
-        description=(item.get("description") or "").strip() or None,
-        overlapping=item.get("overlapping", False),
-        retention=item.get("retention", "medium"),
-    ) for item in items]
+    return [
+        db.NewSeries(
+            name=item["name"].strip(),
+            unit=item.get("unit", "dimensionless").strip(),
+            labels=item.get("labels", {}),
+            description=(item.get("description") or "").strip() or None,
+            overlapping=item.get("overlapping", False),
+            retention=item.get("retention", "medium"),
+        )
+        for item in items
+    ]
 
 
 CURSOR_MESSAGE = "cursor is not a value returned in a Link header."
@@ -101,9 +113,14 @@ def _decode_cursor(cursor: str) -> int:
     raise InvalidInput(CURSOR_MESSAGE, query="cursor")
 
 
-def list_series(name: str | None = None, labels: str | None = None, unit: str | None = None,
-                series_id: int | None = None, limit: int = PAGE_SIZE,
-                cursor: str | None = None) -> tuple[list[dict[str, Any]], int, dict[str, str]]:
+def list_series(
+    name: str | None = None,
+    labels: str | None = None,
+    unit: str | None = None,
+    series_id: int | None = None,
+    limit: int = PAGE_SIZE,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], int, dict[str, str]]:
     """Matching series, ordered by name, unit, series_id; paged with limit + Link."""
     flt = _filter(name, labels, unit, series_id)
     after_id = _decode_cursor(cursor) if cursor is not None else None
@@ -127,17 +144,22 @@ def list_series(name: str | None = None, labels: str | None = None, unit: str | 
     return rows, 200, headers
 
 
-def list_labels(label_key: str, name: str | None = None, labels: str | None = None,
-                unit: str | None = None, series_id: int | None = None
-                ) -> tuple[dict[str, Any], int, dict[str, str]]:
+def list_labels(
+    label_key: str,
+    name: str | None = None,
+    labels: str | None = None,
+    unit: str | None = None,
+    series_id: int | None = None,
+) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Sorted distinct values of one label key across matching series."""
     flt = _filter(name, labels, unit, series_id)
     values = in_transaction(pool(), lambda conn: db.label_values(conn, label_key, flt))
     return {"label_key": label_key, "values": values}, 200, JSON
 
 
-def count_series(name: str | None = None, labels: str | None = None, unit: str | None = None,
-                 series_id: int | None = None) -> tuple[dict[str, Any], int, dict[str, str]]:
+def count_series(
+    name: str | None = None, labels: str | None = None, unit: str | None = None, series_id: int | None = None
+) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Number of series matching every filter."""
     flt = _filter(name, labels, unit, series_id)
     return {"count": in_transaction(pool(), lambda conn: db.count_series(conn, flt))}, 200, JSON

@@ -62,8 +62,9 @@ class StreamedBody(StreamingResponse):
             with anyio.fail_after(self.client_timeout):
                 await send(message)
         except TimeoutError:
-            raise StreamAborted(f"the client accepted nothing for {self.client_timeout:g} s "
-                                "(TIMEDB_CLIENT_TIMEOUT)") from None
+            raise StreamAborted(
+                f"the client accepted nothing for {self.client_timeout:g} s (TIMEDB_CLIENT_TIMEOUT)"
+            ) from None
 
     async def _send_all(self, send: Send) -> None:
         await self._send(send, {"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -78,13 +79,13 @@ class StreamedBody(StreamingResponse):
         failure: str | None = None
         try:
             async with anyio.create_task_group() as group:
+
                 async def stop_when_gone() -> None:
                     while (await receive())["type"] != "http.disconnect":
                         pass
                     # (the server reports a disconnect as soon as the response is complete)
                     if not self.sent_all:
-                        log.info("%s: the client went away after %d rows; query stopped", where,
-                                 self.body_parts.count)
+                        log.info("%s: the client went away after %d rows; query stopped", where, self.body_parts.count)
                     group.cancel_scope.cancel()
 
                 group.start_soon(stop_when_gone)
@@ -97,8 +98,13 @@ class StreamedBody(StreamingResponse):
                 except TimedbError as exc:
                     failure = exc.detail
                     cause = exc.__cause__
-                    log.error("%s: response aborted after %d rows: %s%s", where, self.body_parts.count, failure,
-                              f" (cause: {type(cause).__name__}: {str(cause).strip()[:300]})" if cause else "")
+                    log.error(
+                        "%s: response aborted after %d rows: %s%s",
+                        where,
+                        self.body_parts.count,
+                        failure,
+                        f" (cause: {type(cause).__name__}: {str(cause).strip()[:300]})" if cause else "",
+                    )
                 except Exception as exc:
                     failure = "unexpected error"
                     log.error("%s: response aborted after %d rows", where, self.body_parts.count, exc_info=exc)

@@ -39,10 +39,14 @@ def insert_values() -> Response:
     """Write points into one series (one batch for overlapping series)."""
     req = body()
     if req.get("series_id") is None and req.get("name") is None:
-        raise InvalidInput("Provide either 'series_id' or 'name' (+labels) to identify the target series.",
-                           body="/name")
-    flt = (SeriesFilter(series_id=req["series_id"]) if req.get("series_id") is not None
-           else SeriesFilter(name=req["name"], labels=req.get("labels") or None))
+        raise InvalidInput(
+            "Provide either 'series_id' or 'name' (+labels) to identify the target series.", body="/name"
+        )
+    flt = (
+        SeriesFilter(series_id=req["series_id"])
+        if req.get("series_id") is not None
+        else SeriesFilter(name=req["name"], labels=req.get("labels") or None)
+    )
     points: Points = req["data"]  # decoded and checked by the body validator
     known_time = parse_optional(req.get("known_time"), "known_time")
     start_time = datetime.now(UTC)
@@ -56,23 +60,43 @@ def insert_values() -> Response:
             raise exc.in_body() from None
         sid = series["series_id"]
         if skip:  # the bulk loader's path: the comparison with what is stored runs in Arrow
-            loaded = bulk.load(conn, point_columns(points, sid, known_time), unit=unit, skip_unchanged=True,
-                               workflow_id=req.get("workflow_id", "api-workflow"),
-                               batch_params=req.get("batch_params"), start_time=start_time)
+            loaded = bulk.load(
+                conn,
+                point_columns(points, sid, known_time),
+                unit=unit,
+                skip_unchanged=True,
+                workflow_id=req.get("workflow_id", "api-workflow"),
+                batch_params=req.get("batch_params"),
+                start_time=start_time,
+            )
             batch = loaded.batches[0] if loaded.batches else {"batch_id": None, "known_time": known_time}
-            return {"batch_id": batch["batch_id"], "series_id": sid, "rows_inserted": loaded.rows_inserted,
-                    "known_time": batch["known_time"], "rows_skipped": loaded.rows_skipped}
+            return {
+                "batch_id": batch["batch_id"],
+                "series_id": sid,
+                "rows_inserted": loaded.rows_inserted,
+                "known_time": batch["known_time"],
+                "rows_skipped": loaded.rows_skipped,
+            }
         convert = conversion(unit, series["unit"]) if unit is not None else IDENTITY
         # writers of this series take turns; write_time is later than every earlier write
         write_time = lock_series(conn, [sid])
         rows = bulk.Prepared(points, convert)
-        answer: dict[str, Any] = {"batch_id": None, "series_id": sid, "rows_inserted": points.count,
-                                  "known_time": known_time or write_time}
+        answer: dict[str, Any] = {
+            "batch_id": None,
+            "series_id": sid,
+            "rows_inserted": points.count,
+            "known_time": known_time or write_time,
+        }
         if series["overlapping"]:
             batch_id, batch_known = write.create_batch(
-                conn, sid, known_time=known_time, write_time=write_time,
+                conn,
+                sid,
+                known_time=known_time,
+                write_time=write_time,
                 workflow_id=req.get("workflow_id", "api-workflow"),
-                batch_params=req.get("batch_params"), start_time=start_time)
+                batch_params=req.get("batch_params"),
+                start_time=start_time,
+            )
             if known_time is not None:
                 write.check_versions_free(conn, sid, batch_id, known_time, rows)
             write.insert_overlapping(conn, sid, batch_id, batch_known, write_time, rows)
@@ -89,28 +113,37 @@ def insert_values() -> Response:
 def _representation() -> bool:
     """The client asked for the full answer (RFC 7240 `Prefer: return=representation`)."""
     prefer = request.headers.get("prefer") or ""
-    return any(p.split(";")[0].strip().replace(" ", "").lower() == "return=representation"
-               for p in prefer.split(","))
+    return any(p.split(";")[0].strip().replace(" ", "").lower() == "return=representation" for p in prefer.split(","))
 
 
 def _without_known_time(work: Callable[[Connection], dict[str, Any]]) -> Callable[[Connection], dict[str, Any]]:
     """The reference's answer: batch_id, series_id, rows_inserted (rows_skipped with skip_unchanged)."""
+
     def minimal(conn: Connection) -> dict[str, Any]:
         answer = work(conn)
         answer.pop("known_time", None)
         return answer
+
     return minimal
 
 
-def read_values(name: str | None = None, labels: str | None = None, series_id: int | None = None,
-                versions: bool = False, include_updates: bool = False, format: str | None = None,
-                **params: Any) -> Response:
+def read_values(
+    name: str | None = None,
+    labels: str | None = None,
+    series_id: int | None = None,
+    versions: bool = False,
+    include_updates: bool = False,
+    format: str | None = None,
+    **params: Any,
+) -> Response:
     """Read one series: latest values, every version, or the full audit trail."""
     flt = SeriesFilter(name=name, series_id=series_id, labels=parse_labels(labels))
     if versions and include_updates:  # (two modes: say which, never pick one silently)
-        raise InvalidInput("versions and include_updates are two read modes: give one of them (include_updates=true "
-                           "is the audit trail, versions=true every version without corrections' details).",
-                           query="include_updates")
+        raise InvalidInput(
+            "versions and include_updates are two read modes: give one of them (include_updates=true "
+            "is the audit trail, versions=true every version without corrections' details).",
+            query="include_updates",
+        )
     mode = Mode.AUDIT if include_updates else Mode.VERSIONS if versions else Mode.LATEST
     fmt = negotiate(format, request.headers.get("accept"))
     for given_by_security in ("user", "token_info"):  # (Connexion passes these to a **params handler)
@@ -134,12 +167,17 @@ def query_values(format: str | None = None) -> Response:
         raise exc.in_body() from None
     flt = req.get("filter")
     if (flt is None) == (req.get("series") is None):
-        raise InvalidInput("Give either 'series' (a list of series) or 'filter' (name, unit, labels), not both.",
-                           body="/filter")
+        raise InvalidInput(
+            "Give either 'series' (a list of series) or 'filter' (name, unit, labels), not both.", body="/filter"
+        )
     found: list[dict[str, Any]] = []
-    plan = many_series(req.get("series"), flt and SeriesFilter(name=flt.get("name"), unit=flt.get("unit"),
-                                                                labels=flt.get("labels") or None),
-                       spec, MAX_SERIES, found)
+    plan = many_series(
+        req.get("series"),
+        flt and SeriesFilter(name=flt.get("name"), unit=flt.get("unit"), labels=flt.get("labels") or None),
+        spec,
+        MAX_SERIES,
+        found,
+    )
     return respond(_open(fmt, plan, spec, found))
 
 
@@ -156,8 +194,14 @@ def _open(fmt: str, plan: Plan, spec: ReadSpec, series: list[dict[str, Any]] | N
     in format fmt; series: the list a multi-series plan fills when it runs."""
     many = series is not None
     if fmt in COPY_FORMATS:
-        copy = CopyStream(pool(), plan, spec.mode, many=many, out_tz=spec.out_tz,
-                          printed=Printed.TEXT if fmt == "csv" else Printed.TYPED)
+        copy = CopyStream(
+            pool(),
+            plan,
+            spec.mode,
+            many=many,
+            out_tz=spec.out_tz,
+            printed=Printed.TEXT if fmt == "csv" else Printed.TYPED,
+        )
         try:
             return CsvBody(copy) if fmt == "csv" else ArrowBody(copy, spec.mode, spec.out_tz, series)
         except BaseException:
@@ -194,8 +238,9 @@ def _resolve_series(conn: Connection, updates: list[dict[str, Any]]) -> list[dic
     """The series of every item; items without identity use the first item's."""
     first = _identity(updates[0])
     if first is None:
-        raise InvalidInput("First update must include 'series_id' or 'name' (+labels) to identify the series.",
-                           body="/updates/0")
+        raise InvalidInput(
+            "First update must include 'series_id' or 'name' (+labels) to identify the series.", body="/updates/0"
+        )
     idents = [_identity(u) or first for u in updates]
     ids = sorted({v for k, v in idents if k == "id"})
     by_id = get_by_ids(conn, ids) if ids else {}
@@ -229,13 +274,16 @@ def update_records() -> Response:
             )
         if who is not None and (who[1] != "admin" or fields.get("changed_by") is None):
             fields["changed_by"] = who[0]  # (only an admin token may name someone else)
-        items.append(fix.Correction(
-            series_id=0, overlapping=False,
-            valid_time=parse_timestamp(u["valid_time"], f"updates[{i}].valid_time"),
-            batch_id=u.get("batch_id"),
-            known_time=parse_optional(u.get("known_time"), f"updates[{i}].known_time"),
-            fields=fields,
-        ))
+        items.append(
+            fix.Correction(
+                series_id=0,
+                overlapping=False,
+                valid_time=parse_timestamp(u["valid_time"], f"updates[{i}].valid_time"),
+                batch_id=u.get("batch_id"),
+                known_time=parse_optional(u.get("known_time"), f"updates[{i}].known_time"),
+                fields=fields,
+            )
+        )
 
     unit = body().get("unit")
 
@@ -253,8 +301,16 @@ def update_records() -> Response:
 def _result(item: fix.Correction, row: dict[str, Any]) -> dict[str, Any]:
     change_time = row["change_time"].astimezone(UTC)
     if item.overlapping:
-        return {"overlapping_id": row["stored_id"], "batch_id": row["batch_id"],
-                "valid_time": item.valid_time, "series_id": item.series_id,
-                "change_time": change_time}
-    return {"flat_id": row["stored_id"], "series_id": item.series_id,
-            "valid_time": item.valid_time, "change_time": change_time}
+        return {
+            "overlapping_id": row["stored_id"],
+            "batch_id": row["batch_id"],
+            "valid_time": item.valid_time,
+            "series_id": item.series_id,
+            "change_time": change_time,
+        }
+    return {
+        "flat_id": row["stored_id"],
+        "series_id": item.series_id,
+        "valid_time": item.valid_time,
+        "change_time": change_time,
+    }
