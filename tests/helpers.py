@@ -90,3 +90,17 @@ def table_rows(dsn: str, tables: tuple[str, ...]) -> dict[str, list[tuple[Any, .
 
     with psycopg.connect(dsn) as conn:
         return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}
+
+
+# ways of naming a series that does not exist (the series "meter" exists, without a label site=x)
+UNKNOWN_SERIES = [
+    {"series_id": 999},
+    {"series_id": 9223372036854775807},
+    {"name": "nope"},
+    {"name": "meter", "labels": {"site": "x"}},
+]
+UNKNOWN_SERIES_IDS = ["id", "max-id", "name", "name-labels"]
+
+# the members of an audit record (include_updates=true) without valid_time_end, in the reference's
+# order (written here from the spec, not taken from the server's code)
+AUDIT_KEYS = "known_time valid_time change_time value changed_by annotation tags batch_id inserted_by".split()

@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from tests.helpers import assert_problem, insert, make_series, read
+from tests.helpers import UNKNOWN_SERIES, UNKNOWN_SERIES_IDS, assert_problem, insert, make_series, read
 
 KT1 = "2025-01-01T00:00:00+00:00"
 KT2 = "2025-01-01T06:00:00+00:00"
@@ -642,16 +642,7 @@ def test_series_id_and_name_are_anded_in_an_item_as_in_get(client):
     assert item["series_id"] == a
 
 
-@pytest.mark.parametrize(
-    "ident",
-    [
-        {"series_id": 999},
-        {"series_id": 9223372036854775807},
-        {"name": "nope"},
-        {"name": "meter", "labels": {"site": "x"}},
-    ],
-    ids=["id", "max-id", "name", "name-labels"],
-)
+@pytest.mark.parametrize("ident", UNKNOWN_SERIES, ids=UNKNOWN_SERIES_IDS)
 @pytest.mark.parametrize("position", [0, 1])
 def test_unknown_series_is_404(client, ident, position):
     sid = meter(client)

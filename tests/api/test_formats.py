@@ -24,7 +24,7 @@ import pyarrow.json as pjson
 import pytest
 from psycopg import sql
 
-from tests.helpers import assert_problem, insert, make_series
+from tests.helpers import AUDIT_KEYS, assert_problem, insert, make_series
 from tests.processes import server_env, start_server, stop_process
 from timedb.db.pool import Pool
 from timedb.db.read_query import Mode
@@ -141,18 +141,7 @@ def check_all_formats(
     columns = {
         "latest": ["valid_time", "valid_time_end", "value"],
         "versions": ["known_time", "valid_time", "valid_time_end", "value"],
-        "audit": [
-            "known_time",
-            "valid_time",
-            "valid_time_end",
-            "change_time",
-            "value",
-            "changed_by",
-            "annotation",
-            "tags",
-            "batch_id",
-            "inserted_by",
-        ],
+        "audit": [*AUDIT_KEYS[:2], "valid_time_end", *AUDIT_KEYS[2:]],
     }[mode]
     if many:
         columns = ["series_id", *columns]

@@ -7,23 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.helpers import assert_problem, insert, make_series, read
+from tests.helpers import AUDIT_KEYS, assert_problem, insert, make_series, read
 
 KT1 = "2025-01-01T00:00:00+00:00"
 KT2 = "2025-01-01T06:00:00+00:00"
 VT0 = "2025-01-01T00:00:00+00:00"
 VT1 = "2025-01-01T01:00:00+00:00"
-AUDIT_KEYS = [
-    "known_time",
-    "valid_time",
-    "change_time",
-    "value",
-    "changed_by",
-    "annotation",
-    "tags",
-    "batch_id",
-    "inserted_by",
-]
 
 
 def forecast(client, **overrides):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.helpers import assert_problem, insert, make_series, read
+from tests.helpers import UNKNOWN_SERIES, UNKNOWN_SERIES_IDS, assert_problem, insert, make_series, read
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 KT1 = "2025-01-01T00:00:00+00:00"
@@ -179,16 +179,7 @@ def test_name_and_labels_resolve_by_containment(client):
     assert resp.json()["series_id"] == b
 
 
-@pytest.mark.parametrize(
-    "ident",
-    [
-        {"series_id": 999},
-        {"series_id": 9223372036854775807},
-        {"name": "nope"},
-        {"name": "meter", "labels": {"site": "x"}},
-    ],
-    ids=["id", "max-id", "name", "name-labels"],
-)
+@pytest.mark.parametrize("ident", UNKNOWN_SERIES, ids=UNKNOWN_SERIES_IDS)
 def test_unknown_series_is_404(client, ident):
     make_series(client, name="meter")
     body = assert_problem(post(client, {**ident, "data": [{"valid_time": KT1, "value": 1.0}]}), 404)
