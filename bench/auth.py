@@ -9,6 +9,7 @@ sequential 100-point POST /values.
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from typing import TYPE_CHECKING
 
 import orjson
@@ -77,7 +78,7 @@ def overhead(bench: Bench) -> None:
             ("auth_insert_100", f"POST /values, {POINTS} points/request, with a token (sequential)", "rows/s", insert),
         ):
             measure("tokens"), measure("none")  # warm-up (plans, pools, the token copy)
-            with_token, without = bench.reps(key, lambda m=measure: m("tokens"), lambda m=measure: m("none"))
+            with_token, without = bench.reps(key, partial(measure, "tokens"), partial(measure, "none"))
             bench.report.add(
                 Case(
                     key, name, unit, summary(with_token), summary(without), "the same server with TIMEDB_AUTH=none", {}

@@ -8,9 +8,11 @@ drained without keeping it. Its own CPU time is measured per request
 
 from __future__ import annotations
 
+import io
 import socket
 import time
 from dataclasses import dataclass
+from typing import cast
 
 
 @dataclass
@@ -41,7 +43,7 @@ class Client:
     def _connect(self) -> None:
         self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.rfile = self.sock.makefile("rb", buffering=1 << 20)
+        self.rfile = cast(io.BufferedReader, self.sock.makefile("rb", buffering=1 << 20))
         self.last_used = time.monotonic()
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.httpclient import Client
 from bench.procstat import children_cpu
@@ -33,7 +34,7 @@ def write_lines(lines: list[str]) -> str:
 
 def wrk(
     port: int, lines: list[str], connections: int, duration: float, authorization: str | None = None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Run wrk (one thread) for `duration` seconds over the requests; every reply must be 2xx."""
     path = write_lines(lines)
     try:
@@ -79,7 +80,7 @@ def wrk(
 
 def python_loop(
     port: int, lines: list[str], connections: int, duration: float, authorization: str | None = None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """The same request loop in Python threads (GIL-bound: only for machines without wrk)."""
     raws = []
     for line in lines:
@@ -128,7 +129,7 @@ def python_loop(
 
 def run(
     port: int, lines: list[str], connections: int, duration: float, client: str, authorization: str | None = None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     if client == "wrk":
         return wrk(port, lines, connections, duration, authorization)
     return python_loop(port, lines, connections, duration, authorization)

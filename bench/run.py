@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 import orjson  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
-from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
+from psycopg.conninfo import make_conninfo  # noqa: E402
 
 from bench import auth, backtest, bulk, faults, load  # noqa: E402
 from bench.data import T0, Points, corrections_body, valid_times, values  # noqa: E402
@@ -373,9 +373,7 @@ class Database:
     def __init__(self, admin_dsn: str) -> None:
         self.admin = admin_dsn
         self.name = f"timedb_bench_{secrets.token_hex(4)}"
-        params = conninfo_to_dict(admin_dsn)
-        params["dbname"] = self.name
-        self.dsn = make_conninfo(**params)
+        self.dsn = make_conninfo(admin_dsn, dbname=self.name)
 
     def create(self) -> None:
         with psycopg.connect(self.admin, autocommit=True) as conn:
@@ -565,9 +563,9 @@ class Bench:
                 [f"GET /series?name=filler_{i:05d}" for i in range(self.cfg.series)],
             ),
         ):
-            runs = []
+            runs: list[dict[str, Any]] = []
 
-            def rep(lines: list[str] = lines, runs: list[dict[str, float]] = runs) -> float:
+            def rep(lines: list[str] = lines, runs: list[dict[str, Any]] = runs) -> float:
                 r = load.run(self.server.port, lines, self.cfg.clients, self.cfg.duration, self.client)
                 runs.append(r)
                 return r["requests"] / r["seconds"]
@@ -623,7 +621,7 @@ class Bench:
         out = self.api("POST", "/values", bodies[0])
         assert out["rows_inserted"] == size, out
         use_loop = (size < 50_000 and self.client == "wrk") or size <= 1_000
-        runs: list[dict[str, float]] = []
+        runs: list[dict[str, Any]] = []
 
         def api_rep() -> float:
             if use_loop:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import httpx
@@ -81,7 +82,11 @@ def parallel(base_url: str, calls: list[Callable[[httpx.Client], httpx.Response]
 
 def posts(base_url: str, path: str, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
     """POST every body to path at once (parallel)."""
-    return parallel(base_url, [lambda c, b=b: c.post(path, json=b) for b in bodies])
+    return parallel(base_url, [partial(_post, path=path, body=b) for b in bodies])
+
+
+def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
+    return client.post(path, json=body)
 
 
 def table_rows(dsn: str, tables: tuple[str, ...]) -> dict[str, list[tuple[Any, ...]]]:

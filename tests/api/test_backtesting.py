@@ -1070,7 +1070,7 @@ def assert_series_by_series(
         assert rows == get(client, s, **get_params(params)), s
 
 
-QUERY_PARAMS = [
+QUERY_PARAMS: list[dict[str, Any]] = [
     {},
     {"mode": "versions"},
     {"mode": "audit"},
@@ -1321,7 +1321,7 @@ def two_issues_at_noon(client: Any, overlapping: bool) -> tuple[int, list[V]]:
     return sid, vs
 
 
-EMPTY = [
+EMPTY: list[dict[str, Any]] = [
     {"as_of": "2024-12-31T23:59:59.999999Z"},
     {"as_of": "2025-01-01T06:00:00Z", "start_valid": "2025-01-01T14:00:00Z"},
     {"as_of": "2025-01-01T06:00:00Z", "end_valid": "2025-01-01T12:00:00Z"},

@@ -273,7 +273,7 @@ def without_write_times(answer: dict[str, Any], flat: set[int]) -> dict[str, Any
 # --- every format loads the same rows ---------------------------------------------------------------
 
 
-OPTION_SETS = {
+OPTION_SETS: dict[str, list[dict[str, str]]] = {
     "json": [{}],
     "ndjson": [{}],
     "csv": [{"labels": "columns"}, {"labels": "json"}],

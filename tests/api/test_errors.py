@@ -44,7 +44,7 @@ def assert_no_leak(resp: Any) -> None:
 
 
 def dbname(dsn: str) -> str:
-    return conninfo_to_dict(dsn)["dbname"]
+    return str(conninfo_to_dict(dsn)["dbname"])
 
 
 # ------------------------------------------------------------------ bodies

@@ -82,9 +82,11 @@ def rows_of(db: str, sid: int) -> dict[str, int]:
 
 def series_row(db: str, sid: int) -> tuple[Any, ...]:
     with psycopg.connect(db) as conn:
-        return conn.execute(
+        row = conn.execute(
             "SELECT name, unit, labels, description FROM series_table WHERE series_id = %s", (sid,)
         ).fetchone()
+    assert row is not None
+    return row
 
 
 @pytest.fixture
