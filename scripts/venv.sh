@@ -8,7 +8,8 @@ if [ "$(id -u)" = 0 ] && case "$repo/" in /root/*|/home/*) true;; *) false;; esa
   default_venv="/var/tmp/timedb-venv-$(printf '%s' "$repo" | md5sum | cut -c1-8)"
 fi
 venv=${TIMEDB_VENV:-$default_venv}
-if [ ! -x "$venv/bin/python" ]; then
+# (TIMEDB_VENV_LOOKUP=1: only say where it is; the Makefile asks so)
+if [ -z "${TIMEDB_VENV_LOOKUP:-}" ] && [ ! -x "$venv/bin/python" ]; then
   "${PYTHON:-python3}" -m venv "$venv"
 fi
 

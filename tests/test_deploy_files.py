@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from tests.processes import ROOT
 from timedb.cli import GRACEFUL_SHUTDOWN
@@ -57,3 +58,23 @@ def test_every_pip_install_of_timedb_is_from_the_checkout():
     assert len(targets) >= 4, targets
     for target in targets:
         assert target.startswith((".", "/")), target  # a path (the checkout), never a name on the index
+
+
+def test_every_make_target_names_what_exists():
+    """The task runner (issue 13): `make help` lists each target, and each one's commands name
+    files, folders and tools that exist (checked with `make -n`, which runs nothing)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        import pytest
+
+        pytest.skip("make is not installed")
+    listed = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    targets = [line.split("\t")[0] for line in listed.splitlines()]
+    assert {"serve", "test-fast", "test-all", "lint", "bench", "bench-smoke", "docs-check"} <= set(targets)
+    for target in targets:
+        commands = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        for word in commands.replace("\\\n", " ").split():
+            if "/" in word and re.fullmatch(r"[\w./-]+", word):  # (a path, not a sed expression)
+                assert (ROOT / word).exists() or Path(word).exists(), (target, word)
