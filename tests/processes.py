@@ -8,6 +8,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -35,18 +37,25 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 3
     raise TimeoutError(f"{url} did not answer in {timeout}s")
 
 
-def start_process(args: list[str], env: dict[str, str], url: str, cwd: Path | None = None) -> subprocess.Popen:
-    """Start a server process and wait until it answers at url."""
-    # output goes to a file: an undrained pipe fills up and blocks a chatty server
+@contextmanager
+def _spawned(args: list[str], env: dict[str, str], cwd: Path | None) -> Iterator[subprocess.Popen]:
+    """A server process whose output goes to a file (an undrained pipe fills up and blocks a
+    chatty server); killed if what the with block does to start it fails."""
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(args, env=env, cwd=cwd or ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
     proc.log = log  # type: ignore[attr-defined]
     try:
-        wait_http(url, proc)
+        yield proc
     except BaseException:
         proc.kill()
         proc.wait()
         raise
+
+
+def start_process(args: list[str], env: dict[str, str], url: str, cwd: Path | None = None) -> subprocess.Popen:
+    """Start a server process and wait until it answers at url."""
+    with _spawned(args, env, cwd) as proc:
+        wait_http(url, proc)
     return proc
 
 
@@ -60,10 +69,7 @@ def start_server(
     """Start a server told to listen on port 0 (`--port 0`, `--bind 127.0.0.1:0`), read the
     port it got back from its output, and wait until it answers at path; returns (process,
     base URL). No free-port race: the port is never released between choosing and binding it."""
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(args, env=env, cwd=cwd or ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
-    proc.log = log  # type: ignore[attr-defined]
-    try:
+    with _spawned(args, env, cwd) as proc:
         deadline = time.monotonic() + timeout
         while (found := _LISTENING.search(_output(proc))) is None:
             if proc.poll() is not None:
@@ -73,10 +79,6 @@ def start_server(
             time.sleep(0.05)
         url = found.group(1)
         wait_http(url + path, proc, timeout=max(1.0, deadline - time.monotonic()))
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
     return proc, url
 
 

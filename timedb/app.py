@@ -26,8 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from timedb import access_log, auth, metrics, spec_document, web_headers
-from timedb.db.pool import check_connection, in_transaction, make_pool, open_pool, redact
-from timedb.db.schema import schema_present
+from timedb.db.pool import check_database, make_pool, open_pool, redact
 from timedb.errors import TimedbError
 from timedb.handlers.streaming import install_quiet_abort
 from timedb.limits import BodyLimits
@@ -81,13 +80,13 @@ def make_lifespan(settings: Settings) -> Any:
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
         pool = make_pool(settings)
         try:
-            await anyio.to_thread.run_sync(check_connection, settings.dsn)
+            tables = await anyio.to_thread.run_sync(check_database, settings.dsn)
             await anyio.to_thread.run_sync(open_pool, pool, STARTUP_TIMEOUT)
         except TimedbError as exc:
             pool.close()
             where = redact(settings.dsn)
             raise StartupError(f"timedb: cannot connect to the database at {where}: {exc.detail}") from None
-        if not await anyio.to_thread.run_sync(in_transaction, pool, schema_present):
+        if not tables:
             log.warning(
                 "The database at %s has no timedb tables: run `timedb create tables` "
                 "(until then requests that need them answer 503).",

@@ -153,7 +153,7 @@ def _check_database(dsn: str) -> None:
     from timedb.db.pool import check_database
 
     try:
-        present = check_database(dsn)
+        present = check_database(dsn, timeout=10)
     except TimedbError as exc:
         raise click.ClickException(f"cannot connect to the database at {_short(dsn)}: {exc.detail}") from None
     if not present:

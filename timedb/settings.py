@@ -139,9 +139,9 @@ class Settings:
             lock_timeout=read_duration(env, "TIMEDB_LOCK_TIMEOUT", d.lock_timeout),
             client_timeout=read_duration(env, "TIMEDB_CLIENT_TIMEOUT", d.client_timeout),
             idempotency_ttl=read_duration(env, "TIMEDB_IDEMPOTENCY_TTL", d.idempotency_ttl),
-            auth=_auth(env.get("TIMEDB_AUTH", "")),
+            auth=_choice(env, "TIMEDB_AUTH", AUTH_MODES, unset="auto"),
             cors_origins=tuple(o.strip() for o in env.get("TIMEDB_CORS_ORIGINS", "").split(",") if o.strip()),
-            log_format=_log_format(env.get("TIMEDB_LOG_FORMAT", "")),
+            log_format=_choice(env, "TIMEDB_LOG_FORMAT", LOG_FORMATS, unset="text"),
         )
         if not 0 <= settings.pool_min_size <= settings.pool_max_size or settings.pool_max_size < 1:
             raise ConfigError(
@@ -152,24 +152,15 @@ class Settings:
 
 
 AUTH_MODES = ("tokens", "none")
-
-
-def _auth(raw: str) -> str:
-    raw = raw.strip().lower()
-    if not raw:
-        return "auto"
-    if raw not in AUTH_MODES:
-        raise ConfigError(f"TIMEDB_AUTH must be 'tokens' or 'none' (or unset), got {raw!r}")
-    return raw
-
-
 LOG_FORMATS = ("text", "json")
 
 
-def _log_format(raw: str) -> str:
-    raw = raw.strip().lower()
+def _choice(env: dict[str, str], key: str, allowed: tuple[str, ...], unset: str) -> str:
+    """One of `allowed` (case-insensitive), or `unset` when the variable is empty or absent."""
+    raw = env.get(key, "").strip().lower()
     if not raw:
-        return "text"
-    if raw not in LOG_FORMATS:
-        raise ConfigError(f"TIMEDB_LOG_FORMAT must be 'text' or 'json', got {raw!r}")
+        return unset
+    if raw not in allowed:
+        either = " or ".join(repr(a) for a in allowed) + ("" if unset in allowed else " (or unset)")
+        raise ConfigError(f"{key} must be {either}, got {raw!r}")
     return raw

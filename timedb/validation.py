@@ -183,6 +183,15 @@ def invalid_body(errors: list[dict[str, Any]]) -> InvalidInput:
 NUL_MESSAGE = "must not contain the NUL character (U+0000): PostgreSQL text cannot hold it"
 
 
+def nul_errors(raw: bytes | bytearray | str, value: Any) -> list[dict[str, Any]]:
+    """`errors` entries (at most MAX_ERRORS) for the NULs in value, parsed from the JSON text raw:
+    JSON can only hold a NUL escaped, so raw is searched first and the walk is rare."""
+    found = _ESCAPED_NUL.decode() in raw if isinstance(raw, str) else _ESCAPED_NUL in raw
+    if not found:
+        return []
+    return [error_entry(NUL_MESSAGE, body=p) for p in islice(nul_pointers(value), MAX_ERRORS)]
+
+
 def nul_pointers(value: Any, path: tuple[Any, ...] = ()) -> Iterator[str]:
     """The JSON pointers of the keys and strings in value that hold a NUL, in document order."""
     if isinstance(value, str):
@@ -321,10 +330,9 @@ class FastJSONBodyValidator(AbstractRequestBodyValidator):  # type: ignore[misc]
         if body is None:
             raise SchemaViolation("The request body must not be empty.", body="")
         sliced = body.pop(self._sliced, None) if self._sliced and isinstance(body, dict) else None
-        if _ESCAPED_NUL in raw:  # (JSON can only hold a NUL escaped; rare, so the walk is too)
-            errors = [error_entry(NUL_MESSAGE, body=p) for p in islice(nul_pointers(body), MAX_ERRORS)]
-            if errors:  # (a rule: the spec's patterns say it of its text fields, prose of keys and free JSON)
-                raise InvalidInput(_located(errors[0]), errors=errors)
+        errors = nul_errors(raw, body)
+        if errors:  # (a rule: the spec's patterns say it of its text fields, prose of keys and free JSON)
+            raise InvalidInput(_located(errors[0]), errors=errors)
         errors = body_errors(self._rs, body)
         if errors:
             raise invalid_body(errors)

@@ -124,14 +124,6 @@ def check_idle_connection(conn: psycopg.Connection) -> None:
         ConnectionPool.check_connection(conn)
 
 
-def check_connection(dsn: str, timeout: int = 5) -> None:
-    """Connect once, so a bad DSN fails at start with the driver's first line."""
-    try:
-        psycopg.connect(dsn, connect_timeout=timeout).close()
-    except psycopg.Error as exc:
-        raise ServiceUnavailable(first_line(exc)) from None
-
-
 def open_pool(pool: ConnectionPool, timeout: float = 10.0) -> None:
     """Open the pool and wait for a first connection, so a bad DSN fails at start."""
     try:
@@ -140,9 +132,9 @@ def open_pool(pool: ConnectionPool, timeout: float = 10.0) -> None:
         raise ServiceUnavailable("timed out") from None
 
 
-def check_database(dsn: str, timeout: int = 10) -> bool:
-    """Connect once (a one-line ServiceUnavailable when that fails); True when the timedb
-    tables exist."""
+def check_database(dsn: str, timeout: int = 5) -> bool:
+    """Connect once, so a bad DSN fails at start with the driver's first line (a one-line
+    ServiceUnavailable); True when the timedb tables exist."""
     from timedb.db.schema import schema_present
 
     try:

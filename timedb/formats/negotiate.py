@@ -57,6 +57,12 @@ def _quality(media_type: str, ranges: list[Range]) -> tuple[float, int, int]:
     return best
 
 
+def prefers(accept: str, media_type: str, over: str) -> bool:
+    """True when the Accept header ranks media_type above `over` (by _quality's order)."""
+    ranges = parse_accept(accept)
+    return _quality(media_type, ranges) > _quality(over, ranges)
+
+
 def negotiate(fmt: str | None, accept: str | None) -> str:
     """The format to answer in: `fmt` when given, else the best match for the Accept
     header (q-values first, then the more specific range, then the client's order, then

@@ -9,7 +9,7 @@ from connexion import request
 from timedb.db.pool import Pool
 from timedb.errors import InvalidInput
 from timedb.settings import Settings
-from timedb.validation import BODY_KEY, MAX_DEPTH, NUL_MESSAGE, nul_pointers, too_deep
+from timedb.validation import BODY_KEY, MAX_DEPTH, NUL_MESSAGE, nul_errors, too_deep
 
 LABELS_MESSAGE = 'labels must be a valid JSON object (e.g. \'{"site":"Gotland"}\')'
 
@@ -43,7 +43,7 @@ def parse_labels(raw: str | None) -> dict[str, Any] | None:
         raise InvalidInput(LABELS_MESSAGE, query="labels")
     if too_deep(labels, MAX_DEPTH):  # (stored labels are flat: such a filter matches nothing)
         raise InvalidInput(f"labels nests deeper than {MAX_DEPTH} levels.", query="labels")
-    if "\\u0000" in raw and next(nul_pointers(labels), None) is not None:
+    if nul_errors(raw, labels):
         raise InvalidInput(f"labels: {NUL_MESSAGE}.", query="labels")
     return labels
 

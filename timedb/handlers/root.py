@@ -11,7 +11,7 @@ from timedb import __version__, media_types
 from timedb.db.pool import in_transaction
 from timedb.db.schema import schema_present
 from timedb.errors import SchemaMissing
-from timedb.formats.negotiate import _quality, parse_accept
+from timedb.formats.negotiate import prefers
 from timedb.handlers.context import pool
 from timedb.media_types import HTML, JSON_HEADERS
 
@@ -61,8 +61,7 @@ def _prefers_html(accept: str | None) -> bool:
     """True when the client ranks text/html above JSON (a browser); curl's */* gets JSON."""
     if not accept or "html" not in accept:
         return False
-    ranges = parse_accept(accept)
-    return _quality(HTML, ranges) > _quality(media_types.JSON, ranges)
+    return prefers(accept, HTML, over=media_types.JSON)
 
 
 def _page(info: dict[str, Any], root: str) -> str:

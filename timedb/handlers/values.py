@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +51,7 @@ def insert_values() -> Response:
     start_time = datetime.now(UTC)
 
     unit, skip = req.get("unit"), bool(req.get("skip_unchanged"))
+    full = _representation()  # (known_time in the answer)
 
     def work(conn: Connection) -> dict[str, Any]:
         try:
@@ -70,61 +70,51 @@ def insert_values() -> Response:
                 start_time=start_time,
             )
             batch = loaded.batches[0] if loaded.batches else {"batch_id": None, "known_time": known_time}
-            return {
+            answer: dict[str, Any] = {
                 "batch_id": batch["batch_id"],
                 "series_id": sid,
                 "rows_inserted": loaded.rows_inserted,
                 "known_time": batch["known_time"],
                 "rows_skipped": loaded.rows_skipped,
             }
-        convert = conversion(unit, series["unit"]) if unit is not None else IDENTITY
-        # writers of this series take turns; write_time is later than every earlier write
-        write_time = lock_series(conn, [sid])
-        rows = bulk.Prepared(points, convert)
-        answer: dict[str, Any] = {
-            "batch_id": None,
-            "series_id": sid,
-            "rows_inserted": points.count,
-            "known_time": known_time or write_time,
-        }
-        if series["overlapping"]:
-            batch_id, batch_known = write.create_batch(
-                conn,
-                sid,
-                known_time=known_time,
-                write_time=write_time,
-                workflow_id=req.get("workflow_id", "api-workflow"),
-                batch_params=req.get("batch_params"),
-                start_time=start_time,
-            )
-            if known_time is not None:
-                write.check_versions_free(conn, sid, batch_id, known_time, rows)
-            write.insert_overlapping(conn, sid, batch_id, batch_known, write_time, rows)
-            answer["batch_id"], answer["known_time"] = batch_id, batch_known
         else:
-            write.insert_flat(conn, sid, rows, known_time, write_time)
+            convert = conversion(unit, series["unit"]) if unit is not None else IDENTITY
+            # writers of this series take turns; write_time is later than every earlier write
+            write_time = lock_series(conn, [sid])
+            rows = bulk.Prepared(points, convert)
+            answer = {
+                "batch_id": None,
+                "series_id": sid,
+                "rows_inserted": points.count,
+                "known_time": known_time or write_time,
+            }
+            if series["overlapping"]:
+                batch_id, batch_known = write.create_batch(
+                    conn,
+                    sid,
+                    known_time=known_time,
+                    write_time=write_time,
+                    workflow_id=req.get("workflow_id", "api-workflow"),
+                    batch_params=req.get("batch_params"),
+                    start_time=start_time,
+                )
+                if known_time is not None:
+                    write.check_versions_free(conn, sid, batch_id, known_time, rows)
+                write.insert_overlapping(conn, sid, batch_id, batch_known, write_time, rows)
+                answer["batch_id"], answer["known_time"] = batch_id, batch_known
+            else:
+                write.insert_flat(conn, sid, rows, known_time, write_time)
+        if not full:
+            del answer["known_time"]  # (the reference's answer: batch_id, series_id, rows_inserted)
         return answer
 
-    if _representation():
-        return respond_once(work, {"Preference-Applied": "return=representation"})
-    return respond_once(_without_known_time(work))
+    return respond_once(work, {"Preference-Applied": "return=representation"} if full else None)
 
 
 def _representation() -> bool:
     """The client asked for the full answer (RFC 7240 `Prefer: return=representation`)."""
     prefer = request.headers.get("prefer") or ""
     return any(p.split(";")[0].strip().replace(" ", "").lower() == "return=representation" for p in prefer.split(","))
-
-
-def _without_known_time(work: Callable[[Connection], dict[str, Any]]) -> Callable[[Connection], dict[str, Any]]:
-    """The reference's answer: batch_id, series_id, rows_inserted (rows_skipped with skip_unchanged)."""
-
-    def minimal(conn: Connection) -> dict[str, Any]:
-        answer = work(conn)
-        answer.pop("known_time", None)
-        return answer
-
-    return minimal
 
 
 def read_values(
