@@ -31,6 +31,8 @@ SCOPES = ("read", "write", "admin")
 # seconds between the listener's checks that its connection is alive; the copy in memory is
 # trusted only while the last check is recent (timedb.auth.TokenCache)
 HEARTBEAT = 1.0
+# seconds the listener waits for a notification at a time: how long a stop (server shutdown) waits
+WAKE = 0.1
 log = logging.getLogger("timedb")
 
 
@@ -224,12 +226,15 @@ class Listener:
         if not _delivers(conn):
             return False
         self.changed(conn)  # (listening now: load what may have changed before)
-        flushed = time.monotonic()
+        flushed = checked = time.monotonic()
         while not self.stopping.is_set():
-            if _notified(conn, timeout=HEARTBEAT):
+            if _notified(conn, timeout=WAKE):
                 self.changed(conn)
+            if time.monotonic() - checked < HEARTBEAT:
+                continue
             conn.execute("SELECT 1")  # (a connection that died silently fails here, not in a minute)
             self.alive()
+            checked = time.monotonic()
             if time.monotonic() - flushed >= self.flush_every:
                 flushed = time.monotonic()
                 self.flush(conn)
