@@ -11,8 +11,11 @@ import os
 from pathlib import Path
 
 import hypothesis
+import pytest
 import schemathesis
 from contract_seed import refused_by_documented_rule, steer_to_seed
+
+pytestmark = pytest.mark.contract
 
 HERE = Path(__file__).resolve().parent
 SPEC = HERE.parent / "openapi" / "timedb.yaml"

@@ -12,6 +12,8 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
+pytestmark = pytest.mark.contract
+
 SPEC = Path(__file__).resolve().parent.parent / "openapi" / "timedb.yaml"
 
 

@@ -89,6 +89,56 @@ def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Respon
     return client.post(path, json=body)
 
 
+class TableEmptier:
+    """Empties every timedb table but the settings, identities starting at 1 again, in one round
+    trip on a connection kept open (the `clean_db` fixture runs it before nearly every test).
+
+    DELETE, not TRUNCATE: on tables of a few rows it is ~7x faster (TRUNCATE makes and syncs new
+    files for every table and index).
+    """
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        from timedb.db.schema import TABLES
+
+        self.dsn, self.conn = dsn, psycopg.connect(dsn, autocommit=True)
+        sequences = self.conn.execute(
+            "SELECT pg_get_serial_sequence(format('%I', table_name), column_name)"
+            "  FROM information_schema.columns WHERE table_schema = current_schema() AND is_identity = 'YES'"
+        ).fetchall()
+        # children before parents (TABLES lists parents first)
+        deletes = [f"DELETE FROM {t}" for t in reversed(TABLES) if t != "timedb_settings"]
+        restarts = ", ".join(f"setval('{name}', 1, false)" for (name,) in sequences)
+        self.sql = "; ".join([*deletes, f"SELECT {restarts}"])
+
+    def __call__(self) -> None:
+        import psycopg
+
+        if self.conn.closed:  # (a test terminated the backends of its database)
+            self.conn = psycopg.connect(self.dsn, autocommit=True)
+        try:
+            with self.conn.transaction():
+                self.conn.execute(self.sql)
+        except psycopg.OperationalError:
+            self.conn.close()
+            self.conn = psycopg.connect(self.dsn, autocommit=True)
+            with self.conn.transaction():
+                self.conn.execute(self.sql)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def empty_tables(dsn: str) -> None:
+    """TableEmptier once, for a database other than the session's."""
+    emptier = TableEmptier(dsn)
+    try:
+        emptier()
+    finally:
+        emptier.close()
+
+
 def table_rows(dsn: str, tables: tuple[str, ...]) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of these tables, in id order: what 'nothing was stored' compares."""
     import psycopg

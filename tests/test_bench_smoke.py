@@ -4,7 +4,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.processes import ROOT
+
+pytestmark = pytest.mark.bench
 
 
 def test_bench_smoke(server_dsn, tmp_path):

@@ -6,6 +6,8 @@ import pytest
 
 from tests.browser import run_chromium
 
+pytestmark = pytest.mark.browser
+
 # redoc.standalone.js shows a "by Redocly" logo from cdn.redoc.ly; blocking it is the point
 EXPECTED = ("https://cdn.redoc.ly/",)
 

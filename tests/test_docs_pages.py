@@ -12,6 +12,8 @@ import yaml
 
 from tests.browser import render_dom
 
+pytestmark = pytest.mark.browser
+
 SPEC_FILE = Path(__file__).resolve().parent.parent / "openapi" / "timedb.yaml"
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.client
+
 pytest.importorskip("openapi_python_client", reason="needs openapi-python-client (the `test` extra)")
 
 ROOT = Path(__file__).resolve().parent.parent

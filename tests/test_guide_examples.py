@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+pytestmark = pytest.mark.processes
+
 # The curl example of "Updating Records via API", verbatim.
 GUIDE_PUT_BODY = {
     "updates": [

@@ -22,6 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.processes import server_env, start_server, stop_process
 
+pytestmark = pytest.mark.processes
+
 BIN = Path(sys.executable).parent
 GUNICORN = [str(BIN / "gunicorn")] if (BIN / "gunicorn").exists() else [sys.executable, "-m", "gunicorn"]
 WORKERS = 2

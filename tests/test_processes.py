@@ -22,6 +22,8 @@ import pytest
 
 from tests.processes import free_port, server_env, start_process, stop_process
 
+pytestmark = pytest.mark.processes
+
 BIN = Path(sys.executable).parent
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+pytestmark = pytest.mark.processes
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 

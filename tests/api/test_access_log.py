@@ -152,6 +152,7 @@ def drop(dsn: str, server_dsn: str) -> None:
         conn.execute(f'DROP DATABASE "{conninfo_to_dict(dsn)["dbname"]}" WITH (FORCE)')
 
 
+@pytest.mark.faults
 def test_json_5xx_line_has_the_cause_and_the_request_id(make_database, server_dsn, restore_logging, capsys):
     dsn = make_database()
     app = create_app(Settings(dsn=dsn, log_format="json", pool_min_size=1, pool_max_size=2, pool_timeout=1.0))
@@ -178,6 +179,7 @@ def test_json_5xx_line_has_the_cause_and_the_request_id(make_database, server_ds
     )
 
 
+@pytest.mark.faults
 def test_text_5xx_line_has_the_request_id(make_database, server_dsn, restore_logging, caplog):
     dsn = make_database()
     app = create_app(Settings(dsn=dsn, pool_min_size=1, pool_max_size=2, pool_timeout=1.0))

@@ -91,6 +91,7 @@ def expected(op: str, kind: str, caller: str) -> tuple[int, Any]:
     }[kind]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize(("op", "method", "path", "body", "kind"), OPERATIONS, ids=[o[0] for o in OPERATIONS])
 def test_every_operation_for_every_caller(server, op, method, path, body, kind, caller):

@@ -450,6 +450,7 @@ HORIZONS = [
 ]
 
 
+@pytest.mark.grid
 @KIND
 @pytest.mark.parametrize(("lo", "hi"), HORIZONS, ids=[f"{lo}-{hi}" for lo, hi in HORIZONS])
 def test_horizon_window(client, overlapping, lo, hi):
@@ -502,6 +503,7 @@ def test_horizon_with_as_of_and_valid_window(client, overlapping):
     )
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("via", ["GET", "POST"])
 @pytest.mark.parametrize("param", ["min_horizon", "max_horizon"])
 @pytest.mark.parametrize("bad", ["-PT6H", "PT-6H", "6H", "PT", "PT6X", "P1.5D", "P1M", "P1Y2D"])
@@ -574,6 +576,7 @@ DAY_AHEAD = [
 ]
 
 
+@pytest.mark.grid
 @KIND
 @pytest.mark.parametrize(
     ("tz", "day", "days_ahead", "issue_time"), DAY_AHEAD, ids=[f"{tz}-{day}-{n}d-{t}" for tz, day, n, t in DAY_AHEAD]
@@ -683,6 +686,7 @@ def test_day_ahead_with_as_of_and_corrections(client, overlapping):
         assert get(client, sid, as_of=iso(c)) == [{"valid_time": iso(vt), "value": 9.0}]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     ("params", "name"),
     [
@@ -800,6 +804,7 @@ def quarter_hours(client: Any, sid: int, tz: str | None, day: date, kt: datetime
     return write(client, sid, kt, [(t, sample_value(i)) for i, t in enumerate(vts)])
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("step", STEPS)
 @pytest.mark.parametrize(("tz", "day"), ZONES, ids=ZONE_IDS)
 def test_resample_every_agg(client, tz, day, step):
@@ -821,6 +826,7 @@ ODD_ZONES = [
 ]  # 03:00+02:00 -> 01:00+00:00
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("step", ["PT15M", "PT45M", "PT1H", "PT6H", "PT12H", "P1D"])
 @pytest.mark.parametrize(("tz", "day"), ODD_ZONES, ids=[f"{z.split('/')[1]}-{d}" for z, d in ODD_ZONES])
 def test_resample_in_zones_with_odd_offsets(client, tz, day, step):
@@ -895,6 +901,7 @@ def test_resample_weeks_start_on_monday_and_months_on_the_first(client):
     ]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("tz", [None, BERLIN])
 @pytest.mark.parametrize("agg", AGGS)
 def test_resample_after_version_selection(client, tz, agg):
@@ -966,6 +973,7 @@ def test_buckets_without_data_are_absent(client):
     ]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     ("params", "name"),
     [
@@ -1099,6 +1107,7 @@ QUERY_PARAMS: list[dict[str, Any]] = [
 ]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     "params", QUERY_PARAMS, ids=[",".join(f"{k}={v}" for k, v in p.items()) or "latest" for p in QUERY_PARAMS]
 )
@@ -1126,6 +1135,7 @@ def test_query_as_of_sees_a_correction_from_its_change_time(client):
     ]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     ("flt", "which"),
     [
@@ -1344,6 +1354,7 @@ EMPTY: list[dict[str, Any]] = [
 ]
 
 
+@pytest.mark.grid
 @KIND
 @pytest.mark.parametrize("params", EMPTY, ids=[",".join(f"{k}={v}" for k, v in p.items()) for p in EMPTY])
 def test_parameters_that_select_nothing_answer_count_zero(client, overlapping, params):

@@ -24,11 +24,10 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from tests.helpers import LOCAL, assert_problem, make_series
+from tests.helpers import LOCAL, assert_problem, empty_tables, make_series
 from tests.processes import server_env, start_server, stop_process
 from timedb import bulk_columns, points
 from timedb.app import create_app
-from timedb.db.schema import TABLES
 from timedb.errors import InvalidInput, Unprocessable
 from timedb.settings import Settings
 from timedb.timestamps import TIMESTAMP_PATTERN, parse_timestamp
@@ -166,11 +165,6 @@ def load(client: Any, fmt: str, rows: list[dict[str, Any]], **kw: Any) -> dict[s
 # --- the database --------------------------------------------------------------------------------
 
 
-def truncate(dsn: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(t for t in TABLES if t != 'timedb_settings')} RESTART IDENTITY")
-
-
 def stored(dsn: str) -> list[tuple[Any, ...]]:
     """Every stored version: (series_id, batch_id, valid_time, valid_time_end, value, known_time)."""
     with psycopg.connect(dsn) as conn:
@@ -296,7 +290,7 @@ def test_every_format_loads_what_json_loads(client, clean_db, fmt, options):
     rows = mixed_rows(ids)
     by_json = load(client, "json", rows)
     json_stored, json_batches, json_reads = stored(clean_db), batches(clean_db), versions(client, ids["gotland"])
-    truncate(clean_db)
+    empty_tables(clean_db)
     assert make_catalogue(client) == ids
     answer = load(client, fmt, rows, options=options if fmt != "json" else None)
     flat = {ids["meter"]}
@@ -391,6 +385,7 @@ def test_query_parameters_with_a_json_body_are_400(client, param):
     assert client.get("/values", params={"series_id": sid}).json()["count"] == 0
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("fmt", OTHERS)
 @pytest.mark.parametrize("batch_params", ["[1]", "5", "{", '"x"', '{"a":' + "[" * 40 + "]" * 40 + "}"])
 def test_bad_batch_params_are_400(client, clean_db, fmt, batch_params):
@@ -505,6 +500,7 @@ def rows_of(sid: int, n: int = 5) -> list[dict[str, Any]]:
     return [one(sid, valid_time=f"2025-01-01T0{h}:00:00Z") for h in range(n)]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize(
     ("text", "status"),
@@ -709,6 +705,7 @@ def test_clash_with_another_batch_is_409_and_stores_nothing(client, clean_db, fm
 @pytest.mark.parametrize("fmt", OTHERS)
 # (`null`: pyarrow 26's JSON reader crashes the process on a body whose first value is not an
 # object, apache/arrow#47409; such bodies never reach it)
+@pytest.mark.grid
 @pytest.mark.parametrize(
     "body",
     [b"", b"  \n", b"\xff\xfe\x00garbage", b"valid_time\n", b"null", b" null\n", b"nullx", b"\n\nnull\n{}", b"[]"],
@@ -912,6 +909,7 @@ def impatient_server(make_database) -> Iterator[str]:
     stop_process(proc)
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("fmt", OTHERS)
 def test_a_stalled_body_is_408(impatient_server, fmt):
     port = int(impatient_server.rsplit(":", 1)[1])
@@ -931,7 +929,7 @@ def test_a_stalled_body_is_408(impatient_server, fmt):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"/problems/request-timeout" in answer
-    assert 0.8 < time.monotonic() - t0 < 8
+    assert time.monotonic() - t0 > 0.8  # (not before the server's client timeout of 1 s)
 
 
 # --- timestamps: the columnar reading agrees with parse_timestamp -----------------------------------

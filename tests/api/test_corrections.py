@@ -505,6 +505,7 @@ def test_annotation_is_trimmed_and_blank_is_null(client, annotation, stored):
     assert last(client, sid)["annotation"] == stored
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     ("tags", "stored"),
     [
@@ -539,6 +540,7 @@ def test_null_item_in_tags_is_rejected(client):
     assert_problem(resp, resp.status_code)
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
 def test_non_finite_correction_is_422(client, overlapping, literal):
@@ -661,6 +663,7 @@ def test_ambiguous_name_lists_the_matches(client):
     assert f"series_id={a}" in body["detail"] and f"series_id={b}" in body["detail"]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     "body",
     [

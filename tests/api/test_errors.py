@@ -50,6 +50,7 @@ def dbname(dsn: str) -> str:
 # ------------------------------------------------------------------ bodies
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     "raw",
     [b"{bad", b'{"name": "a",}', b"[", b"{'name': 'a'}", b'{"name": "a"} x', b'{"name": "a\\x"}'],
@@ -66,6 +67,7 @@ def test_non_utf8_body_is_400(client, method, path, _body):
     assert_problem(resp, 400)
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     "raw",
     [b"", b"   ", b"\n", b"null", b"[]", b'"x"', b"1"],
@@ -81,6 +83,7 @@ def test_missing_body_is_400(client, method, path, _body):
     assert_problem(client.request(method, path), 400)
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     "content_type",
     ["text/plain", "application/x-www-form-urlencoded", "application/xml", "multipart/form-data; boundary=x"],
@@ -109,6 +112,7 @@ def test_non_finite_number_is_422(client):
 # ------------------------------------------------------ the validator validates
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
@@ -311,6 +315,7 @@ def assert_unavailable(resp: Any, type_: str) -> dict[str, Any]:
     return body
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(("method", "path", "params", "body"), DB_REQUESTS, ids=DB_IDS)
 def test_schema_missing_is_503(schemaless_client, method, path, params, body):
     resp = schemaless_client.request(method, path, params=params, json=body)
@@ -337,6 +342,7 @@ def doomed(make_database, server_dsn) -> Iterator[tuple[Any, str]]:
         yield c, dbname(dsn)
 
 
+@pytest.mark.faults
 def test_dropped_database_gives_503(doomed, server_dsn):
     client, name = doomed
     with psycopg.connect(server_dsn, autocommit=True) as conn:
@@ -361,6 +367,7 @@ def survivor(make_database) -> Iterator[tuple[Any, str]]:
         yield c, dbname(dsn)
 
 
+@pytest.mark.faults
 def test_terminated_connections_are_replaced_transparently(survivor, server_dsn):
     """The database restarted (or killed idle sessions) but is up: requests must not fail."""
     # (with doomed's 1 s pool timeout a loaded machine may not reconnect in time: PoolTimeout)

@@ -246,6 +246,7 @@ def all_formats(send: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 # --- content negotiation --------------------------------------------------------------------------
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     ("accept", "fmt"),
     [
@@ -368,6 +369,7 @@ def test_query_in_every_format(client, mode):
     check_all_formats(doc, answers, mode, many=True)
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("tz", ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "UTC"])
 @pytest.mark.parametrize("mode", list(MODES))
 def test_tz_offsets_in_every_format(client, tz, mode):
@@ -463,6 +465,7 @@ def test_ndjson_metadata_line(client):
     assert meta["columns"][0] == "series_id"
 
 
+@pytest.mark.processes
 def test_only_clients_that_leave_are_logged_as_gone(app_dsn, clean_db):
     """uvicorn reports a disconnect as soon as a response is complete: that is no client
     going away (it was logged as one after every streamed read)."""

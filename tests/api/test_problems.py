@@ -49,6 +49,7 @@ QUERY_CASES = [
 ]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     ("path", "params", "expected"), QUERY_CASES, ids=[f"{p}-{'-'.join(q)}" for p, q, _ in QUERY_CASES]
 )
@@ -98,6 +99,7 @@ BODY_CASES = [
 ]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     ("method", "path", "body", "expected"), BODY_CASES, ids=[f"{m}{p}-{i}" for i, (m, p, _, _) in enumerate(BODY_CASES)]
 )

@@ -196,6 +196,7 @@ def test_recreate_relying_on_defaults_conflicts_with_non_defaults(client):
     assert_problem(client.post("/series", json={"name": "fc"}), 409, "/problems/series-conflict")
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     "body",
     [
@@ -383,6 +384,7 @@ def _order(keys: list[str], ids: dict[str, int]) -> list[int]:
     return [ids[k] for k in sorted(keys, key=lambda k: (CATALOGUE[k][0], CATALOGUE[k][1], ids[k]))]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(("flt", "expected"), FILTER_CASES, ids=lambda v: json.dumps(v))
 def test_list_filters(client, catalogue, flt, expected):
     rows = listed(client, **_params(flt, catalogue))
@@ -392,12 +394,14 @@ def test_list_filters(client, catalogue, flt, expected):
         assert (r["name"], r["unit"], r["labels"]) == CATALOGUE[key]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(("flt", "expected"), FILTER_CASES, ids=lambda v: json.dumps(v))
 def test_count_honours_every_filter(client, catalogue, flt, expected):
     params = _params(flt, catalogue)
     assert count(client, **params) == len(listed(client, **params)) == len(expected)
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(("flt", "expected"), FILTER_CASES, ids=lambda v: json.dumps(v))
 def test_labels_honours_every_filter(client, catalogue, flt, expected):
     resp = client.get("/series/labels", params={"label_key": "site", **_params(flt, catalogue)})
@@ -410,6 +414,7 @@ BAD_LABELS = ["x", "[1]", "[]", "null", "{", '{"site":"A"', "1", '"site"', "site
 ENDPOINTS = [("/series", {}), ("/series/count", {}), ("/series/labels", {"label_key": "site"})]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("labels", BAD_LABELS)
 @pytest.mark.parametrize(("path", "extra"), ENDPOINTS, ids=[p for p, _ in ENDPOINTS])
 def test_bad_labels_parameter_is_400(client, path, extra, labels):
@@ -418,6 +423,7 @@ def test_bad_labels_parameter_is_400(client, path, extra, labels):
     assert body["detail"] == LABELS_DETAIL
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("series_id", ["abc", "1.5", "1e3", "0", "-1", "9223372036854775808", ""])
 @pytest.mark.parametrize(("path", "extra"), ENDPOINTS, ids=[p for p, _ in ENDPOINTS])
 def test_bad_series_id_is_400(client, path, extra, series_id):
@@ -509,6 +515,7 @@ def _b64(raw: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     "cursor",
     [

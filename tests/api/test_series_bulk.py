@@ -320,6 +320,7 @@ def test_blank_name_is_400_naming_the_item(client, name):
     assert stored(client) == []
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     "body",
     [
@@ -535,6 +536,7 @@ PATCHES = [
 ]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("patch", PATCHES, ids=lambda p: json.dumps(p))
 @pytest.mark.parametrize("content_type", [MERGE_PATCH, "application/json"])
 def test_patch_merges(client, patch, content_type):
@@ -578,6 +580,7 @@ def test_patches_apply_one_after_another(client):
         assert resp.json() == doc
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     ("patch", "fields"),
     [
@@ -635,6 +638,7 @@ def test_patch_unknown_series_is_404(client):
     assert_problem(client.patch("/series/5", json={"description": "x"}), 404, "/problems/series-not-found")
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     "patch",
     [

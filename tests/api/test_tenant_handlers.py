@@ -179,6 +179,7 @@ def hide(client: Any, hidden_id: int) -> None:
     assert resp.status_code == 200 and resp.json()["batch_id"] == 2, resp.text
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("what", REQUESTS)
 def test_a_series_outside_the_scope_answers_as_if_it_did_not_exist(client, clean_db, mine, what):
     hidden = max(mine.values()) + 1  # the id the hidden series will get

@@ -766,6 +766,7 @@ CONVERSIONS = [
 CONVERSION_IDS = [f"{src}-into-{dst}" for dst, src, _, _ in CONVERSIONS]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(("series_unit", "unit", "sent", "stored"), CONVERSIONS, ids=CONVERSION_IDS)
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
 def test_post_values_converts_into_the_series_unit_and_reads_convert_back(

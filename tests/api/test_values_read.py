@@ -151,6 +151,7 @@ def test_valid_time_end_appears_only_when_set(client, overlapping):
 # --- valid range ---------------------------------------------------------------------------------
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
 @pytest.mark.parametrize(
     ("params", "expected"),
@@ -189,6 +190,7 @@ def test_latest_read_is_ordered_by_valid_time(client):
 # --- known range and as-of reads -------------------------------------------------------------------
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     ("params", "latest", "versions"),
     [
@@ -354,6 +356,7 @@ def test_malformed_labels_is_400(client, labels):
 # --- bad query values never give a 500 ---------------------------------------------------------------
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("param", ["start_valid", "end_valid", "start_known", "end_known", "changed_before"])
 @pytest.mark.parametrize(
     "when",

@@ -394,6 +394,7 @@ def test_flat_repost_with_same_known_time_is_not_a_conflict(client):
 # --- values -----------------------------------------------------------------------------------
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
 def test_non_finite_values_are_422(client, overlapping, literal):
@@ -438,6 +439,7 @@ def test_unknown_field_in_a_point_is_rejected(client):
 # --- timestamps ---------------------------------------------------------------------------------
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     ("given", "stored"),
     [
@@ -497,6 +499,7 @@ NASTY_TIMES = [
 ]
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize("overlapping", [False, True], ids=["flat", "overlapping"])
 @pytest.mark.parametrize("when", NASTY_TIMES)
 @pytest.mark.parametrize("field", ["valid_time", "valid_time_end", "known_time"])
@@ -523,6 +526,7 @@ def test_extreme_timestamps_never_500(client, overlapping, when, field):
             assert got.json()["count"] == 1
 
 
+@pytest.mark.grid
 @pytest.mark.parametrize(
     "body",
     [

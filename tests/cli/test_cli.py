@@ -15,6 +15,8 @@ import timedb
 from timedb.cli import main
 from timedb.db.schema import TABLES
 
+pytestmark = pytest.mark.processes
+
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
 NO_DSN_ENV = {"TIMEDB_DSN": None, "DATABASE_URL": None}
