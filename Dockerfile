@@ -11,11 +11,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first (read from pyproject.toml), so source edits do not reinstall them.
-COPY pyproject.toml README.md ./
-RUN python -c "import subprocess, sys, tomllib; \
-deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
-subprocess.check_call([sys.executable, '-m', 'pip', 'install', *deps])"
+# Dependencies first, at the versions of the lock file (`make lock` writes it from pyproject.toml),
+# so source edits do not reinstall them.
+COPY requirements/server.txt ./requirements/server.txt
+RUN pip install -r requirements/server.txt
 
 COPY openapi ./openapi
 COPY timedb ./timedb

