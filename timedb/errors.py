@@ -11,12 +11,30 @@ class ConfigError(Exception):
 
 
 class TimedbError(Exception):
-    """A timedb error."""
+    """A timedb error. A subclass names what differs from its parent in its class line:
+    `class NotFound(TimedbError, status=404, title="Not Found", type="/problems/not-found")`."""
 
     status = 500
     title = "Internal Server Error"
     type = "/problems/internal"
     close_connection = False  # True: the body was not read to its end; the connection ends
+    retry_after: int | None = None  # seconds, sent as Retry-After (503s)
+
+    def __init_subclass__(
+        cls,
+        *,
+        status: int | None = None,
+        title: str | None = None,
+        type: str | None = None,
+        retry_after: int | None = None,
+        close_connection: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        given = {"status": status, "title": title, "type": type, "retry_after": retry_after}
+        for name, value in {**given, "close_connection": close_connection}.items():
+            if value is not None:
+                setattr(cls, name, value)
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         self.detail = detail or (self.__doc__ or self.title).strip()
@@ -25,7 +43,7 @@ class TimedbError(Exception):
         super().__init__(self.detail)
 
 
-class InvalidInput(TimedbError):
+class InvalidInput(TimedbError, status=400, title="Bad Request", type="/problems/invalid-input"):
     """The request is malformed.
 
     Say where with one keyword: `query="tz"`, `path="series_id"`, `header="Idempotency-Key"`
@@ -33,10 +51,6 @@ class InvalidInput(TimedbError):
     (unless `errors` lists several). Without one, a body path in the detail is used: a
     leading `updates[2].valid_time:` or a trailing `(at /data/3/value)`.
     """
-
-    status = 400
-    title = "Bad Request"
-    type = "/problems/invalid-input"
 
     def __init__(
         self,
@@ -63,181 +77,115 @@ class InvalidInput(TimedbError):
         return self
 
 
-class SchemaViolation(InvalidInput):
+class SchemaViolation(InvalidInput, type="/problems/schema-violation"):
     """The request does not match the spec: a parameter's or the body's schema (types, required
     members, unknown members, patterns: a NUL character), or a body that is not JSON."""
 
-    type = "/problems/schema-violation"
 
-
-class AmbiguousSeries(InvalidInput):
+class AmbiguousSeries(InvalidInput, type="/problems/ambiguous-series"):
     """The filters match more than one series."""
 
-    type = "/problems/ambiguous-series"
 
-
-class Unprocessable(TimedbError):
+class Unprocessable(TimedbError, status=422, title="Unprocessable Content", type="/problems/unprocessable"):
     """The request is well-formed but its content is invalid."""
 
-    status = 422
-    title = "Unprocessable Content"
-    type = "/problems/unprocessable"
 
-
-class DuplicateValidTime(Unprocessable):
+class DuplicateValidTime(Unprocessable, type="/problems/duplicate-valid-time"):
     """A valid_time appears more than once in one request."""
 
-    type = "/problems/duplicate-valid-time"
 
-
-class NotFound(TimedbError):
+class NotFound(TimedbError, status=404, title="Not Found", type="/problems/not-found"):
     """The resource does not exist."""
 
-    status = 404
-    title = "Not Found"
-    type = "/problems/not-found"
 
-
-class SeriesNotFound(NotFound):
+class SeriesNotFound(NotFound, type="/problems/series-not-found"):
     """No series matches the filters."""
 
-    type = "/problems/series-not-found"
 
-
-class BatchNotFound(NotFound):
+class BatchNotFound(NotFound, type="/problems/batch-not-found"):
     """The batch does not exist."""
 
-    type = "/problems/batch-not-found"
 
-
-class PointNotFound(NotFound):
+class PointNotFound(NotFound, type="/problems/point-not-found"):
     """No stored value exists for this point."""
 
-    type = "/problems/point-not-found"
 
-
-class Unauthorized(TimedbError):
+class Unauthorized(TimedbError, status=401, title="Unauthorized", type="/problems/unauthorized"):
     """The request needs a valid access token (Authorization: Bearer tdb_...)."""
-
-    status = 401
-    title = "Unauthorized"
-    type = "/problems/unauthorized"
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         super().__init__(detail, **extra)
         self.headers["WWW-Authenticate"] = 'Bearer realm="timedb"'
 
 
-class Forbidden(TimedbError):
+class Forbidden(TimedbError, status=403, title="Forbidden", type="/problems/forbidden"):
     """The access token does not allow this request."""
 
-    status = 403
-    title = "Forbidden"
-    type = "/problems/forbidden"
 
-
-class NotAcceptable(TimedbError):
+class NotAcceptable(TimedbError, status=406, title="Not Acceptable", type="/problems/not-acceptable"):
     """None of the available media types satisfies the Accept header."""
 
-    status = 406
-    title = "Not Acceptable"
-    type = "/problems/not-acceptable"
 
-
-class Conflict(TimedbError):
+class Conflict(TimedbError, status=409, title="Conflict", type="/problems/conflict"):
     """The request conflicts with stored data."""
 
-    status = 409
-    title = "Conflict"
-    type = "/problems/conflict"
 
-
-class SeriesConflict(Conflict):
+class SeriesConflict(Conflict, type="/problems/series-conflict"):
     """A series with this name and labels exists with other attributes."""
 
-    type = "/problems/series-conflict"
 
-
-class ImmutableField(Conflict):
+class ImmutableField(Conflict, type="/problems/immutable-field"):
     """A field that cannot change after the series was created was given another value."""
 
-    type = "/problems/immutable-field"
 
-
-class VersionConflict(Conflict):
+class VersionConflict(Conflict, type="/problems/version-conflict"):
     """A version for this valid_time and known_time is already stored."""
 
-    type = "/problems/version-conflict"
 
-
-class PayloadTooLarge(TimedbError):
+class PayloadTooLarge(
+    TimedbError, status=413, title="Content Too Large", type="/problems/payload-too-large", close_connection=True
+):
     """The request body is larger than the server accepts."""
 
-    status = 413
-    title = "Content Too Large"
-    type = "/problems/payload-too-large"
-    close_connection = True
 
-
-class ServiceUnavailable(TimedbError):
+class ServiceUnavailable(
+    TimedbError, status=503, title="Service Unavailable", type="/problems/service-unavailable", retry_after=5
+):
     """The database is not available; retry later."""
-
-    status = 503
-    title = "Service Unavailable"
-    type = "/problems/service-unavailable"
-    retry_after = 5  # seconds, sent as Retry-After
 
     def __init__(self, detail: str | None = None, retry_after: int | None = None, **extra: Any) -> None:
         super().__init__(detail, **extra)
         self.headers["Retry-After"] = str(retry_after or self.retry_after)
 
 
-class SchemaMissing(ServiceUnavailable):
+class SchemaMissing(ServiceUnavailable, type="/problems/schema-missing"):
     """The timedb tables do not exist: run `timedb create tables`."""
 
-    type = "/problems/schema-missing"
 
-
-class ServerBusy(ServiceUnavailable):
+class ServerBusy(ServiceUnavailable, type="/problems/server-busy", retry_after=1):
     """Every database connection of this server is in use; retry shortly."""
 
-    type = "/problems/server-busy"
-    retry_after = 1
 
-
-class QueryTimeout(ServiceUnavailable):
+class QueryTimeout(ServiceUnavailable, type="/problems/query-timeout"):
     """The request needed more database time than the server allows; narrow it or retry later."""
 
-    type = "/problems/query-timeout"
 
-
-class LockTimeout(ServiceUnavailable):
+class LockTimeout(ServiceUnavailable, type="/problems/lock-timeout", retry_after=1):
     """The request waited too long for data another request is changing; retry."""
 
-    type = "/problems/lock-timeout"
-    retry_after = 1
 
-
-class ConcurrentChange(ServiceUnavailable):
+class ConcurrentChange(ServiceUnavailable, type="/problems/concurrent-change", retry_after=1):
     """A concurrent change interfered with this request; retry."""
 
-    type = "/problems/concurrent-change"
-    retry_after = 1
 
-
-class RequestTimeout(TimedbError):
+class RequestTimeout(
+    TimedbError, status=408, title="Request Timeout", type="/problems/request-timeout", close_connection=True
+):
     """The client did not send the request in time."""
 
-    status = 408
-    title = "Request Timeout"
-    type = "/problems/request-timeout"
-    close_connection = True
 
-
-class IdempotencyKeyReused(Unprocessable):
+class IdempotencyKeyReused(Unprocessable, type="/problems/idempotency-key-reused"):
     """This Idempotency-Key was already used for a different request."""
-
-    type = "/problems/idempotency-key-reused"
 
 
 def items_detail(errors: list[dict[str, Any]], total: int, what: str) -> str:
