@@ -37,7 +37,9 @@ def server_dsn(tmp_path_factory) -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    if THROUGH_PGBOUNCER:  # PgBouncer needs a TCP address: a throwaway cluster has one
+    # PgBouncer needs a TCP address: a throwaway cluster has one; TIMEDB_TEST_PG_BIN names the
+    # server binaries of another PostgreSQL version (./scripts/test: Debian's, the oldest here)
+    if THROUGH_PGBOUNCER or os.environ.get("TIMEDB_TEST_PG_BIN"):
         from tests.clusters import Cluster
 
         with Cluster(tmp_path_factory.mktemp("pg"), max_connections=100) as cluster:

