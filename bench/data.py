@@ -8,6 +8,7 @@ import orjson
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
 STEP = timedelta(minutes=1)
+TABLES = ("flat", "overlapping")  # the two fact tables (and kinds of series)
 
 
 def valid_times(n: int, offset: int = 0) -> list[datetime]:

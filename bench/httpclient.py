@@ -1,167 +1,92 @@
-"""A minimal keep-alive HTTP/1.1 client: cheap enough to time a server with.
+"""The benchmark's HTTP client: the standard library's http.client on one keep-alive connection.
 
-It sends pre-encoded request bytes with one `sendall` and reads responses with
-C-level `readinto` into a reused buffer; a streamed (chunked) response can be
-drained without keeping it. Its own CPU time is measured per request
-(`thread_time`) so the report can show that the client did not starve the server.
+Each request is timed: wall time, time to the first body bytes, and the CPU this thread spent
+(`thread_time`), so the report can show that the client did not starve the server. A body can be
+drained without being kept (large reads). Why http.client and not a hand-written client:
+"HTTP client" in bench/README.md.
 """
 
 from __future__ import annotations
 
-import io
-import socket
+import http.client
 import time
 from dataclasses import dataclass
-from typing import cast
+
+HOST = "127.0.0.1"
+LABEL = "http.client"  # how the report names this load client
+BLOCK = 1 << 20  # most bytes taken from the socket per read
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request, built once and sent as often as wanted."""
+
+    method: str
+    path: str
+    body: bytes | None = None
+    content_type: str = "application/json"
+    authorization: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        out = {"Content-Type": self.content_type} if self.body is not None else {}
+        if self.authorization:
+            out["Authorization"] = self.authorization
+        return out
 
 
 @dataclass
 class Reply:
     status: int
-    headers: dict[str, str]
-    body: bytes  # the whole body, or (when drained) its first and last bytes joined by b"..."
+    body: bytes  # the whole body, or (when drained) its first 256 and last 64 bytes joined by b"..."
     nbytes: int
     wall: float
     client_cpu: float
-    first_byte: float = 0.0  # seconds from sending the request to the response's first body bytes
-
-
-class HttpError(RuntimeError):
-    pass
+    first_byte: float  # seconds from sending the request to the first body bytes (wall when there are none)
 
 
 class Client:
-    """One keep-alive connection to host:port."""
+    """One keep-alive connection to the server on HOST:port."""
 
-    idle_limit = 3.0  # seconds; reconnect rather than reuse a connection the server may have closed
+    idle_limit = 3.0  # seconds; reconnect rather than reuse a connection the server may have closed (uvicorn: 5 s)
 
-    def __init__(self, host: str, port: int, timeout: float = 600.0) -> None:
-        self.host, self.port, self.timeout = host, port, timeout
-        self._scratch = bytearray(1 << 20)
-        self._connect()
-
-    def _connect(self) -> None:
-        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.rfile = cast(io.BufferedReader, self.sock.makefile("rb", buffering=1 << 20))
+    def __init__(self, port: int, timeout: float = 600.0) -> None:
+        self.conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
         self.last_used = time.monotonic()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
-        try:
-            self.rfile.close()
-            self.sock.close()
-        except OSError:
-            pass
-
-    @staticmethod
-    def encode(
-        method: str, path: str, body: bytes | None = None, host: str = "127.0.0.1", authorization: str | None = None
-    ) -> bytes:
-        """The request bytes (send the same bytes many times without re-encoding)."""
-        head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n"
-        if authorization:
-            head += f"Authorization: {authorization}\r\n"
-        if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        return head.encode() + b"\r\n" + (body or b"")
-
-    def send(self, raw: bytes, keep: bool = True) -> Reply:
-        """Send one encoded request and read the reply; `keep=False` drains the body."""
-        if time.monotonic() - self.last_used > self.idle_limit:
-            self.close()  # the server drops idle keep-alive connections (uvicorn: after 5 s)
-            self._connect()
-        t0, c0 = time.perf_counter(), time.thread_time()
-        try:
-            self.sock.sendall(raw)
-            status, headers = self._head()
-        except (ConnectionError, TimeoutError) as exc:
-            raise HttpError(f"connection failed: {exc}") from exc
-        self._sent = t0
-        self._first: float | None = None
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            body, n = self._chunked(keep)
-        else:
-            n = int(headers.get("content-length", "0"))
-            body = self._exact(n, keep)
-        if headers.get("connection", "").lower() == "close":
-            self.close()
-            self._connect()
-        wall = time.perf_counter() - t0
-        reply = Reply(
-            status, headers, body, n, wall, time.thread_time() - c0, wall if self._first is None else self._first
-        )
-        self.last_used = time.monotonic()
-        return reply
+        self.conn.close()
 
     def request(self, method: str, path: str, body: bytes | None = None, keep: bool = True) -> Reply:
-        return self.send(self.encode(method, path, body), keep)
+        return self.send(Request(method, path, body), keep)
 
-    def _head(self) -> tuple[int, dict[str, str]]:
-        line = self.rfile.readline(65536)
-        if not line:
-            raise ConnectionError("server closed the connection")
-        parts = line.split(None, 2)
-        status = int(parts[1])
-        headers: dict[str, str] = {}
-        while True:
-            h = self.rfile.readline(65536)
-            if h in (b"\r\n", b"\n", b""):
-                break
-            k, _, v = h.decode("latin-1").partition(":")
-            headers[k.strip().lower()] = v.strip()
-        return status, headers
-
-    def _exact(self, n: int, keep: bool) -> bytes:
-        if keep:
-            data = self.rfile.read(n)
-            if len(data) != n:
-                raise HttpError("short body")
-            return data
-        first = b""
-        last = b""
-        left = n
-        view = memoryview(self._scratch)
-        while left:
-            got = self.rfile.readinto(view[: min(left, len(view))])
-            if not got:
-                raise HttpError("short body")
-            if not first:
-                first = bytes(view[: min(got, 256)])
-            last = (last + bytes(view[max(0, got - 64) : got]))[-64:]
-            left -= got
-        return first + b"..." + last
-
-    def _chunked(self, keep: bool) -> tuple[bytes, int]:
+    def send(self, req: Request, keep: bool = True) -> Reply:
+        """Send one request and read the reply; `keep=False` drains the body."""
+        if time.monotonic() - self.last_used > self.idle_limit:
+            self.conn.close()  # the next request connects again
+        t0, c0 = time.perf_counter(), time.thread_time()
+        self.conn.request(req.method, req.path, req.body, req.headers())
+        resp = self.conn.getresponse()
         parts: list[bytes] = []
-        first = b""
-        last = b""
-        total = 0
-        view = memoryview(self._scratch)
-        while True:
-            size_line = self.rfile.readline(1024)
-            if not size_line:
-                raise HttpError("connection closed inside a chunked body")
-            size = int(size_line.split(b";")[0], 16)
-            if self._first is None:
-                self._first = time.perf_counter() - self._sent
-            if size == 0:
-                while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                break
-            total += size
+        head = tail = b""
+        nbytes = 0
+        first = None
+        while chunk := resp.read1(BLOCK):
+            if first is None:
+                first = time.perf_counter() - t0
+            nbytes += len(chunk)
             if keep:
-                parts.append(self.rfile.read(size))
+                parts.append(chunk)
             else:
-                left = size
-                while left:
-                    got = self.rfile.readinto(view[: min(left, len(view))])
-                    if not got:
-                        raise HttpError("short chunk")
-                    if len(first) < 256:
-                        first += bytes(view[: min(got, 256 - len(first))])
-                    last = (last + bytes(view[max(0, got - 64) : got]))[-64:]
-                    left -= got
-            self.rfile.readline(16)  # CRLF after the chunk
-        if keep:
-            return b"".join(parts), total
-        return first + b"..." + last, total
+                head += chunk[: max(0, 256 - len(head))]
+                tail = (tail + chunk[-64:])[-64:]
+        resp.read()  # a body read to its end by read1 is not closed yet; this frees the connection
+        wall = time.perf_counter() - t0
+        self.last_used = time.monotonic()
+        body = b"".join(parts) if keep else head + b"..." + tail
+        return Reply(resp.status, body, nbytes, wall, time.thread_time() - c0, wall if first is None else first)

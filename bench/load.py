@@ -1,4 +1,4 @@
-"""Request loops: wrk (compiled) when installed, else a threaded Python client (flagged as such)."""
+"""Request loops: wrk (compiled) when installed, else Python threads (flagged as such)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.httpclient import Client
+from bench.httpclient import HOST, Client, Request
 from bench.procstat import children_cpu
 
 LUA = Path(__file__).with_name("requests.lua")
@@ -49,7 +50,7 @@ def wrk(
                 "120s",
                 "-s",
                 str(LUA),
-                f"http://127.0.0.1:{port}",
+                f"http://{HOST}:{port}",
                 "--",
                 path,
             ],
@@ -78,43 +79,52 @@ def wrk(
     }
 
 
-def python_loop(
-    port: int, lines: list[str], connections: int, duration: float, authorization: str | None = None
-) -> dict[str, Any]:
-    """The same request loop in Python threads (GIL-bound: only for machines without wrk)."""
-    raws = []
-    for line in lines:
-        method, path, *rest = line.split(" ", 2)
-        raws.append(Client.encode(method, path, rest[0].encode() if rest else None, authorization=authorization))
-    counts = [0] * connections
-    lat: list[float] = []
-    failures: list[str] = []
-    deadline = time.perf_counter() + duration
-    c0 = time.process_time()
+def in_threads(n: int, work: Callable[[int], None]) -> float:
+    """Seconds to run work(0), ..., work(n - 1) in n threads; the first error of any is raised."""
+    errors: list[BaseException] = []
 
-    def worker(i: int) -> None:
-        client = Client("127.0.0.1", port)
-        j = i
+    def guarded(i: int) -> None:
         try:
-            while time.perf_counter() < deadline and not failures:
-                reply = client.send(raws[j % len(raws)], keep=False)
-                if reply.status >= 300:
-                    failures.append(f"HTTP {reply.status}: {reply.body[:300]!r}")
-                counts[i] += 1
-                lat.append(reply.wall)
-                j += connections
-        finally:
-            client.close()
+            work(i)
+        except BaseException as exc:
+            errors.append(exc)
 
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    seconds = time.perf_counter() - t0
-    if failures:
-        raise RuntimeError(f"request failed: {failures[0]}")
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - t0
+
+
+def python_loop(
+    port: int, lines: list[str], connections: int, duration: float, authorization: str | None = None
+) -> dict[str, Any]:
+    """The same request loop in Python threads (GIL-bound: only for machines without wrk)."""
+    reqs = []
+    for line in lines:
+        method, path, *rest = line.split(" ", 2)
+        reqs.append(Request(method, path, rest[0].encode() if rest else None, authorization=authorization))
+    counts = [0] * connections
+    lat: list[float] = []
+    deadline = time.perf_counter() + duration
+    c0 = time.process_time()
+
+    def worker(i: int) -> None:
+        with Client(port) as client:
+            j = i
+            while time.perf_counter() < deadline:
+                reply = client.send(reqs[j % len(reqs)], keep=False)
+                if reply.status >= 300:
+                    raise RuntimeError(f"request failed: HTTP {reply.status}: {reply.body[:300]!r}")
+                counts[i] += 1
+                lat.append(reply.wall)
+                j += connections
+
+    seconds = in_threads(connections, worker)
     lat.sort()
     return {
         "requests": sum(counts),

@@ -7,6 +7,7 @@ import resource
 import threading
 import time
 
+MB = 1024 * 1024
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

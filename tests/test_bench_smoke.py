@@ -12,7 +12,7 @@ pytestmark = pytest.mark.bench
 
 
 def test_bench_smoke(server_dsn, tmp_path):
-    # TMPDIR: the servers' logs (bench/run.py, bench/auth.py) go to pytest's tmp_path, not /tmp
+    # TMPDIR: the servers' logs (bench/run.py, bench/cases/auth.py) go to pytest's tmp_path, not /tmp
     proc = subprocess.run(
         [sys.executable, "bench/run.py", "--smoke", "--dsn", server_dsn],
         cwd=ROOT,

@@ -1,33 +1,29 @@
-"""Benchmark cases of the bulk issue (10): a whole forecast run in one POST /values/bulk (JSON,
-Arrow, CSV) vs raw binary COPY of the same rows; POST /series/bulk; a skip_unchanged re-send."""
+"""Bulk loads (issue 10): a whole forecast run in one POST /values/bulk (JSON, Arrow, CSV) against
+binary COPY of the same rows; POST /series/bulk; a skip_unchanged re-send."""
 
 from __future__ import annotations
 
 import io
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from bench import raw
+from bench.config import Config
+from bench.context import Bench, Group
 from bench.data import Points, stamp
-from bench.httpclient import Client
-from bench.procstat import PeakRss
+from bench.httpclient import Request
+from bench.procstat import MB, PeakRss
+from bench.report import Target, pct
+from bench.targets import Peak, Rate, Seconds
 
-if TYPE_CHECKING:
-    from bench.run import Bench
-
-MB = 1024 * 1024
 T0 = datetime(2021, 1, 1, tzinfo=UTC)
 KNOWN = datetime(2020, 12, 31, 6, tzinfo=UTC)
-
-
-def _encode(method: str, path: str, body: bytes, content_type: str) -> bytes:
-    head = (
-        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+COPY_RUN = "COPY overlapping (batch_id, series_id, valid_time, value, known_time) FROM STDIN (FORMAT BINARY)"
+COPY_RUN_TYPES = ["int8", "int8", "timestamptz", "float8", "timestamptz"]
+SKIP_PATHS = {"flat": "/values", "overlapping": "/values", "bulk": "/values/bulk"}
 
 
 class Run:
@@ -82,12 +78,26 @@ class Run:
         return bytes(sink.getvalue())
 
     def raw_rows(self, batch_of: dict[int, int]) -> list[tuple[Any, ...]]:
-        """Rows for COPY overlapping (batch_id, series_id, valid_time, value, known_time)."""
+        """Rows for COPY_RUN (batch_id, series_id, valid_time, value, known_time)."""
         return [
             (batch_of[sid], sid, vt, v, self.known)
             for sid in self.ids
             for vt, v in zip(self.times, self.values, strict=True)
         ]
+
+
+FORMATS = {  # body format -> content type, encoder
+    "json": ("application/json", Run.json),
+    "arrow": ("application/vnd.apache.arrow.stream", Run.arrow),
+    "csv": ("text/csv", Run.csv),
+}
+
+
+def run(bench: Bench) -> None:
+    bench.restart_server()  # a fresh heap for the RSS of the bulk loads
+    load_run(bench)
+    series_bulk(bench)
+    skip_unchanged(bench)
 
 
 def _series(bench: Bench, prefix: str, k: int, overlapping: bool) -> list[int]:
@@ -103,14 +113,13 @@ def _series(bench: Bench, prefix: str, k: int, overlapping: bool) -> list[int]:
     return ids
 
 
-def _raw_copy(bench: Bench, run: Run) -> float:
+def _copy_rate(bench: Bench, run: Run) -> float:
     """Rows/s of binary COPY of the run's rows into overlapping, their batches made first, in
     one transaction, commit included (building the Python rows is not counted)."""
-    conn = bench.conn
     t0 = time.perf_counter()
     batch_of = {
         sid: bid
-        for bid, sid in conn.execute(
+        for bid, sid in bench.conn.execute(
             "INSERT INTO batches_table (series_id, known_time) SELECT s, %s FROM unnest(%s::bigint[]) s "
             "RETURNING batch_id, series_id",
             (run.known, run.ids),
@@ -118,31 +127,14 @@ def _raw_copy(bench: Bench, run: Run) -> float:
     }
     batches = time.perf_counter() - t0
     rows = run.raw_rows(batch_of)
-    t1 = time.perf_counter()
-    with (
-        conn.cursor() as cur,
-        cur.copy(
-            "COPY overlapping (batch_id, series_id, valid_time, value, known_time) FROM STDIN (FORMAT BINARY)"
-        ) as copy,
-    ):
-        copy.set_types(["int8", "int8", "timestamptz", "float8", "timestamptz"])
-        for row in rows:
-            copy.write_row(row)
-    conn.commit()
-    return run.rows / (batches + time.perf_counter() - t1)
+    return run.rows / (batches + raw.copy_seconds(bench.conn, COPY_RUN, COPY_RUN_TYPES, [rows]))
 
 
 def load_run(bench: Bench) -> None:
     """POST /values/bulk of cfg.bulk_series x cfg.bulk_points rows as JSON, Arrow and CSV; each
     repetition a new run (another known_time) of fresh series; raw COPY alternates with it."""
     k, n = bench.cfg.bulk_series, bench.cfg.bulk_points
-    formats = {
-        "json": ("application/json", Run.json),
-        "arrow": ("application/vnd.apache.arrow.stream", Run.arrow),
-        "csv": ("text/csv", Run.csv),
-    }
-    for fmt, (content_type, encode) in formats.items():
-        key = f"bulk_{fmt}"
+    for fmt, (content_type, encode) in FORMATS.items():
         ids = _series(bench, f"bulk_{fmt}_", k, True)
         raw_ids = _series(bench, f"raw_{fmt}_", k, True)
         growth: list[float] = []
@@ -158,39 +150,39 @@ def load_run(bench: Bench) -> None:
         ) -> float:
             run = Run(ids, n, KNOWN + timedelta(hours=reps["i"]))
             reps["i"] += 1
-            body = encode(run)
-            raw = _encode("POST", "/values/bulk", body, content_type)
+            req = Request("POST", "/values/bulk", encode(run), content_type)
             with PeakRss(bench.server.pid) as peak:
-                reply = bench.http.send(raw)
+                reply = bench.http.send(req)
             if reply.status != 200 or orjson.loads(reply.body)["rows_inserted"] != run.rows:
                 raise RuntimeError(f"POST /values/bulk ({fmt}) -> {reply.status}: {reply.body[:300]!r}")
             growth.append(peak.growth / MB)
             return run.rows / reply.wall
 
         def raw_rep(raw_ids: list[int] = raw_ids, reps: dict[str, int] = reps) -> float:
-            return _raw_copy(bench, Run(raw_ids, n, KNOWN + timedelta(hours=reps["i"])))
+            return _copy_rate(bench, Run(raw_ids, n, KNOWN + timedelta(hours=reps["i"])))
 
         probe = Run(ids[:1], 1, KNOWN - timedelta(days=1))
-        reply = bench.http.send(_encode("POST", "/values/bulk", encode(probe), content_type))
+        reply = bench.http.send(Request("POST", "/values/bulk", encode(probe), content_type))
         if reply.status != 200:
             print(f"  (POST /values/bulk as {fmt}: {reply.status}; skipped)", flush=True)
             continue
-        api, raw = bench.reps(key, api_rep, raw_rep)
-        case = bench.add_case(
-            key,
+        api, raw_rates = bench.reps(f"bulk_{fmt}", api_rep, raw_rep)
+        bench.add_case(
+            f"bulk_{fmt}",
             f"POST /values/bulk {fmt}, {k:,} overlapping series x {n:,} rows",
             "rows/s",
             api,
-            raw,
+            raw_rates,
             "binary COPY, write_row of parsed rows, one transaction",
+            {"rss_growth_mb": growth},
         )
-        case.extra["rss_growth_mb"] = growth
         print(f"    peak RSS growth {max(growth):.0f} MB (worst rep)", flush=True)
 
 
 def series_bulk(bench: Bench) -> None:
     """POST /series/bulk of cfg.bulk_new_series new series, then the same again (all exist)."""
     k = bench.cfg.bulk_new_series
+    timings: dict[str, list[float]] = bench.report.extra.setdefault("series_bulk", {})
     for rep in range(bench.cfg.reps):
         body = orjson.dumps(
             {
@@ -205,14 +197,12 @@ def series_bulk(bench: Bench) -> None:
                 ]
             }
         )
-        raw = Client.encode("POST", "/series/bulk", body)
         for key, created in (("series_bulk_new", True), ("series_bulk_again", False)):
-            reply = bench.http.send(raw)
+            reply = bench.http.send(Request("POST", "/series/bulk", body))
             answer = orjson.loads(reply.body) if reply.status == 200 else None
             if answer is None or {s["created"] for s in answer["series"]} != {created}:
                 raise RuntimeError(f"POST /series/bulk -> {reply.status}: {reply.body[:300]!r}")
-            bench.report.extra.setdefault("series_bulk", {}).setdefault(key, []).append(reply.wall)
-    timings = bench.report.extra["series_bulk"]
+            timings.setdefault(key, []).append(reply.wall)
     for key, label in (("series_bulk_new", "new"), ("series_bulk_again", "existing")):
         print(
             f"  POST /series/bulk of {k:,} {label} series: {', '.join(f'{t:.2f}' for t in timings[key])} s", flush=True
@@ -232,9 +222,6 @@ def _skip_bodies(bench: Bench, path: str, rep: int, n: int) -> tuple[bytes, byte
     return orjson.dumps(doc), orjson.dumps({**doc, "skip_unchanged": True})
 
 
-SKIP_PATHS = {"flat": "/values", "overlapping": "/values", "bulk": "/values/bulk"}
-
-
 def skip_unchanged(bench: Bench) -> None:
     """cfg.skip_points points written, then the same points again with skip_unchanged: POST
     /values into a flat and an overlapping series, POST /values/bulk over 10 overlapping series."""
@@ -244,11 +231,11 @@ def skip_unchanged(bench: Bench) -> None:
         first, again = [], []
         for rep in range(bench.cfg.reps):
             body, resend = _skip_bodies(bench, path, rep, n)
-            reply = bench.http.send(_encode("POST", url, body, "application/json"))
+            reply = bench.http.send(Request("POST", url, body))
             if reply.status != 200:
                 raise RuntimeError(f"POST {url} ({path}) -> {reply.status}: {reply.body[:300]!r}")
             first.append(reply.wall)
-            reply = bench.http.send(_encode("POST", url, resend, "application/json"))
+            reply = bench.http.send(Request("POST", url, resend))
             answer = orjson.loads(reply.body)
             if reply.status != 200 or answer["rows_inserted"] != 0 or answer["rows_skipped"] != n:
                 raise RuntimeError(f"skip_unchanged re-send ({path}) -> {reply.status}: {reply.body[:300]!r}")
@@ -260,3 +247,44 @@ def skip_unchanged(bench: Bench) -> None:
             flush=True,
         )
     bench.report.extra["skip_unchanged"] = result
+
+
+SHARES = {"json": (0.50, 250_000), "arrow": (0.80, 0), "csv": (0.65, 0)}  # body -> share of raw COPY, rows/s
+
+
+def targets(cfg: Config) -> list[Target]:
+    out: list[Target] = []
+    for body, (share, floor) in SHARES.items():
+        out += [
+            Rate(
+                f"POST /values/bulk as {body}: >= {pct(share)} of raw COPY"
+                + (f" and >= {floor:,} rows/s" if floor else ""),
+                f"bulk_{body}",
+                floor=floor,
+                share=share,
+                detail="{api} rows/s, {ratio} of raw",
+            ),
+            Peak(f"POST /values/bulk as {body}: peak RSS growth < 500 MB", f"bulk_{body}", 500, detail="{rss:.0f} MB"),
+        ]
+    out.append(
+        Seconds(
+            f"POST /series/bulk of {cfg.bulk_new_series:,} new series < 2 s, again < 1 s",
+            ("series_bulk",),
+            {"series_bulk_new": 2, "series_bulk_again": 1},
+            "{series_bulk_new:.2f} s, again {series_bulk_again:.2f} s",
+        )
+    )
+    out += [
+        Seconds(
+            f"skip_unchanged ({path}) re-send of {cfg.skip_points:,} points faster than the first write, "
+            "nothing stored",
+            ("skip_unchanged", path),
+            {"again_s": "first_s"},
+            "{again_s:.2f} s vs {first_s:.2f} s",
+        )
+        for path in SKIP_PATHS
+    ]
+    return out
+
+
+GROUP = Group("bulk", run, targets)
