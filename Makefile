@@ -43,9 +43,9 @@ UV_VERSION := 0.9.30
 
 lock:  ## re-resolve requirements/*.txt from pyproject.toml (after changing a dependency)
 	$(PY) -m pip install -q uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip compile pyproject.toml -q --universal --python-version 3.11 \
+	$(PY) -m uv pip compile pyproject.toml -q --universal --python-version 3.11 \
 		--custom-compile-command "make lock" -o requirements/server.txt
 	for extra in embedded test; do \
-		$(VENV)/bin/uv pip compile pyproject.toml -q --universal --python-version 3.11 \
+		$(PY) -m uv pip compile pyproject.toml -q --universal --python-version 3.11 \
 			--custom-compile-command "make lock" --extra $$extra -o requirements/$$extra.txt || exit 1; \
 	done
