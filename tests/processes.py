@@ -27,7 +27,7 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 3
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            out = _output(proc)
+            out = output_of(proc)
             raise RuntimeError(f"server exited with {proc.returncode}: {out}")
         try:
             httpx.get(url, timeout=1)
@@ -71,18 +71,18 @@ def start_server(
     base URL). No free-port race: the port is never released between choosing and binding it."""
     with _spawned(args, env, cwd) as proc:
         deadline = time.monotonic() + timeout
-        while (found := _LISTENING.search(_output(proc))) is None:
+        while (found := _LISTENING.search(output_of(proc))) is None:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}: {_output(proc)}")
+                raise RuntimeError(f"server exited with {proc.returncode}: {output_of(proc)}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the server did not say where it listens within {timeout}s: {_output(proc)}")
+                raise TimeoutError(f"the server did not say where it listens within {timeout}s: {output_of(proc)}")
             time.sleep(0.05)
         url = found.group(1)
         wait_http(url + path, proc, timeout=max(1.0, deadline - time.monotonic()))
     return proc, url
 
 
-def _output(proc: subprocess.Popen) -> str:
+def output_of(proc: subprocess.Popen) -> str:
     log = getattr(proc, "log", None)
     if log is not None:
         log.seek(0)
@@ -98,7 +98,7 @@ def stop_process(proc: subprocess.Popen) -> str:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    return _output(proc)
+    return output_of(proc)
 
 
 def server_env(dsn: str | None, **extra: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.processes import free_port, server_env, start_process, stop_process
+from tests.processes import free_port, output_of, server_env, start_process, start_server, stop_process
 
 pytestmark = pytest.mark.processes
 
@@ -115,7 +115,7 @@ MISSING_DSN_COMMANDS = {
 @pytest.mark.parametrize("name", list(MISSING_DSN_COMMANDS))
 def test_no_dsn_exits_with_one_clear_line(name, tmp_path):
     """Neither TIMEDB_DSN nor DATABASE_URL, no .env: fail fast with a single line, no traceback."""
-    port = str(free_port())
+    port = "0"  # (never bound: the command fails first)
     first, *rest = MISSING_DSN_COMMANDS[name]
     args = [*exe(first), *(a.replace("{port}", port) for a in rest)]
     try:
@@ -142,7 +142,7 @@ def test_no_dsn_exits_with_one_clear_line(name, tmp_path):
 
 def test_pool_sizes_that_cannot_work_exit_with_one_line(tmp_path):
     proc = run_briefly(
-        [*exe("uvicorn"), "timedb.api:app", "--port", str(free_port())],
+        [*exe("uvicorn"), "timedb.api:app", "--port", "0"],
         server_env(UNREACHABLE, TIMEDB_POOL_MIN_SIZE="20", TIMEDB_POOL_MAX_SIZE="10"),
         cwd=tmp_path,
     )
@@ -152,7 +152,7 @@ def test_pool_sizes_that_cannot_work_exit_with_one_line(tmp_path):
 
 
 def test_timedb_api_unreachable_database_exits_fast(tmp_path):
-    proc = run_briefly([*exe("timedb"), "api", "--port", str(free_port())], server_env(UNREACHABLE), cwd=tmp_path)
+    proc = run_briefly([*exe("timedb"), "api", "--port", "0"], server_env(UNREACHABLE), cwd=tmp_path)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output
@@ -163,9 +163,7 @@ def test_timedb_api_unreachable_database_exits_fast(tmp_path):
 
 
 def test_uvicorn_unreachable_database_exits_fast(tmp_path):
-    proc = run_briefly(
-        [*exe("uvicorn"), "timedb.api:app", "--port", str(free_port())], server_env(UNREACHABLE), cwd=tmp_path
-    )
+    proc = run_briefly([*exe("uvicorn"), "timedb.api:app", "--port", "0"], server_env(UNREACHABLE), cwd=tmp_path)
     assert proc.returncode != 0, (proc.stdout, proc.stderr)
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output
@@ -183,7 +181,7 @@ def test_gunicorn_unreachable_database_halts(tmp_path):
         "-k",
         "uvicorn_worker.UvicornWorker",
         "--bind",
-        f"127.0.0.1:{free_port()}",
+        "127.0.0.1:0",
     ]
     try:
         proc = run_briefly(args, server_env(UNREACHABLE, HOME=str(tmp_path)), cwd=tmp_path, timeout=20)
@@ -195,13 +193,8 @@ def test_gunicorn_unreachable_database_halts(tmp_path):
 
 
 def test_timedb_api_warns_when_tables_are_missing(make_database, procs, tmp_path):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process(
-        [*exe("timedb"), "api", "--port", str(port)],
-        server_env(make_database(with_tables=False)),
-        url + "/healthz",
-        cwd=tmp_path,
+    proc, url = start_server(
+        [*exe("timedb"), "api", "--port", "0"], server_env(make_database(with_tables=False)), cwd=tmp_path
     )
     procs.append(proc)
     assert httpx.get(url + "/readyz", timeout=30).status_code == 503
@@ -216,13 +209,8 @@ def test_timedb_api_warns_when_tables_are_missing(make_database, procs, tmp_path
 def test_uvicorn_reads_dotenv_in_cwd(make_database, procs, tmp_path, key):
     dsn = make_database()
     (tmp_path / ".env").write_text(f"# local settings\n{key}={dsn}\n")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_process(
-        [*exe("uvicorn"), "timedb.api:app", "--host", "127.0.0.1", "--port", str(port)],
-        server_env(None),
-        url + "/healthz",
-        cwd=tmp_path,
+    proc, url = start_server(
+        [*exe("uvicorn"), "timedb.api:app", "--host", "127.0.0.1", "--port", "0"], server_env(None), cwd=tmp_path
     )
     procs.append(proc)
     with httpx.Client(base_url=url, timeout=30) as c:
@@ -260,15 +248,10 @@ def exercise(url: str) -> None:
 
 @pytest.mark.parametrize("worker", ["uvicorn.workers.UvicornWorker", "uvicorn_worker.UvicornWorker"])
 def test_gunicorn_with_uvicorn_workers(make_database, procs, tmp_path, worker):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     # HOME: gunicorn >= 23 puts a control socket in ~/.gunicorn; keep concurrent runs apart
     env = server_env(make_database(), HOME=str(tmp_path))
-    proc = start_process(
-        [*exe("gunicorn"), "timedb.api:app", "-w", "2", "-k", worker, "--bind", f"127.0.0.1:{port}"],
-        env,
-        url + "/healthz",
-        cwd=tmp_path,
+    proc, url = start_server(
+        [*exe("gunicorn"), "timedb.api:app", "-w", "2", "-k", worker, "--bind", "127.0.0.1:0"], env, cwd=tmp_path
     )
     procs.append(proc)
     exercise(url)
@@ -327,21 +310,8 @@ def data_dir() -> Iterator[Path]:
 
 
 def start_embedded(data_dir: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [*exe("timedb"), "api", "--embedded", "--data-dir", str(data_dir), "--port", str(port)]
-    proc = subprocess.Popen(
-        args, env=server_env(None), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        from tests.processes import wait_http
-
-        wait_http(url + "/readyz", proc, timeout=60)
-    except BaseException:
-        proc.kill()
-        proc.communicate(timeout=10)
-        raise
-    return proc, url
+    args = [*exe("timedb"), "api", "--embedded", "--data-dir", str(data_dir), "--port", "0"]
+    return start_server(args, server_env(None), "/readyz", cwd=cwd, timeout=60)
 
 
 def write_value(url: str, value: float) -> int:
@@ -363,14 +333,15 @@ def read_values(url: str, sid: int) -> list[float]:
 
 
 def signal_and_wait(proc: subprocess.Popen, sig: int) -> str:
+    """Everything the server printed, once it exited after sig."""
     proc.send_signal(sig)
     try:
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, _ = proc.communicate()
-        pytest.fail(f"timedb did not exit after signal {sig}: {out}")
-    return out or ""
+        proc.wait()
+        pytest.fail(f"timedb did not exit after signal {sig}: {output_of(proc)}")
+    return output_of(proc)
 
 
 def test_embedded_serves_and_sigterm_stops_postgres(data_dir, procs, tmp_path):
@@ -416,7 +387,7 @@ def test_embedded_recovers_from_a_killed_run(data_dir, procs, tmp_path, stop):
     procs.append(proc)
     sid = write_value(url, 1.0)
     proc.kill()
-    proc.communicate(timeout=10)
+    proc.wait(timeout=10)
     assert postmasters(data_dir), "postgres should outlive a SIGKILLed timedb"
     proc2, url2 = start_embedded(data_dir, tmp_path)
     procs.append(proc2)
@@ -430,7 +401,7 @@ def test_embedded_data_dir_must_be_a_directory(tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("x")
     proc = run_briefly(
-        [*exe("timedb"), "api", "--embedded", "--data-dir", str(a_file), "--port", str(free_port())],
+        [*exe("timedb"), "api", "--embedded", "--data-dir", str(a_file), "--port", "0"],
         server_env(None),
         cwd=tmp_path,
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import ROOT, free_port, server_env, start_server, stop_process
+from tests.processes import ROOT, server_env, start_server, stop_process
 from tests.test_processes import (
     exe,
     lines,
@@ -195,7 +195,7 @@ def test_busy_port_with_embedded_starts_no_postgres(busy_port, embedded_dir, tmp
 
 def test_pool_sizes_that_cannot_work_fail_before_any_url(make_database, tmp_path):
     proc = run_briefly(
-        [*exe("timedb"), "api", "--port", str(free_port())],
+        [*exe("timedb"), "api", "--port", "0"],  # (never bound: the settings fail first)
         server_env(make_database(), TIMEDB_POOL_MIN_SIZE="20", TIMEDB_POOL_MAX_SIZE="10"),
         cwd=tmp_path,
     )

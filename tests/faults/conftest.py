@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from tests.clusters import Cluster, PgBouncer, pgbouncer_available
-from tests.processes import free_port, server_env, start_process
+from tests.processes import server_env, start_server
 
 HERE = Path(__file__).parent
 
@@ -83,15 +83,11 @@ def serve(make_database) -> Iterator[Callable[..., Server]]:
 
     def start(dsn: str | None = None, command: list[str] | None = None, port_arg: bool = True, **env: str) -> Server:
         dsn = dsn or make_database()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
+        # port 0, read back from the server's output: no free-port race
         args = list(command or [*TIMEDB, "api"])
-        if port_arg:
-            args += ["--port", str(port)]
-        else:
-            args = [a.replace("{port}", str(port)) for a in args]
-        full_env = server_env(dsn, **env)
-        server = Server(url, start_process(args, full_env, url + "/healthz", cwd=Path(tempfile.gettempdir())), dsn, env)
+        args = [*args, "--port", "0"] if port_arg else [a.replace("{port}", "0") for a in args]
+        proc, url = start_server(args, server_env(dsn, **env), cwd=Path(tempfile.gettempdir()))
+        server = Server(url, proc, dsn, env)
         started.append(server)
         return server
 
