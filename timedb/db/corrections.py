@@ -93,44 +93,48 @@ OVERLAPPING_SELECTOR = """
           AND (i.batch_id IS NOT NULL OR i.known_time IS NULL OR t.known_time = i.known_time)"""
 
 
-def _statement(overlapping: bool) -> sql.Composed:
-    if overlapping:
-        return sql.SQL(CORRECT).format(
-            row_id=sql.SQL("t.overlapping_id"),
-            batch=sql.SQL("t.batch_id"),
-            table=sql.Identifier("overlapping"),
-            selector=sql.SQL(OVERLAPPING_SELECTOR),
-            rank=sql.SQL("t.known_time DESC, t.change_time DESC"),
-            # another batch with the same known_time may already hold this version
-            # (only asked when the point must be created in a batch: CASE evaluates lazily)
-            taken=sql.SQL(
-                "CASE WHEN cur.row_id IS NULL AND b.batch_id IS NOT NULL THEN EXISTS ("
-                "SELECT 1 FROM overlapping o WHERE o.series_id = i.series_id "
-                "AND o.valid_time = i.valid_time AND o.known_time = b.known_time) ELSE false END"
-            ),
-            batch_col=sql.SQL(", batch_id"),
-            batch_val=sql.SQL(", coalesce(f.cur_batch, f.batch_id)"),
-            # a missing point is created in an existing batch when a value is given
-            create=sql.SQL("OR (f.batch_exists AND f.has_value AND NOT f.version_taken)"),
-            row_id_col=sql.SQL("overlapping_id"),
-            batch_ret=sql.SQL(", batch_id"),
-            ins_batch=sql.SQL(", ins.batch_id"),
-        )
-    return sql.SQL(CORRECT).format(
-        row_id=sql.SQL("t.flat_id"),
-        batch=sql.SQL("NULL::bigint"),
-        table=sql.Identifier("flat"),
-        selector=sql.SQL(""),
-        rank=sql.SQL("t.change_time DESC"),
-        taken=sql.SQL("false"),
-        batch_col=sql.SQL(""),
-        batch_val=sql.SQL(""),
+# the fragments that differ between the two kinds of series
+KIND_PARTS = {
+    True: {
+        "batch": "t.batch_id",
+        "selector": OVERLAPPING_SELECTOR,
+        "rank": "t.known_time DESC, t.change_time DESC",
+        # another batch with the same known_time may already hold this version
+        # (only asked when the point must be created in a batch: CASE evaluates lazily)
+        "taken": "CASE WHEN cur.row_id IS NULL AND b.batch_id IS NOT NULL THEN EXISTS ("
+        "SELECT 1 FROM overlapping o WHERE o.series_id = i.series_id "
+        "AND o.valid_time = i.valid_time AND o.known_time = b.known_time) ELSE false END",
+        # a missing point is created in an existing batch when a value is given
+        "create": "OR (f.batch_exists AND f.has_value AND NOT f.version_taken)",
+    },
+    False: {
+        "batch": "NULL::bigint",
         # a known_time names the current value: it must be the one it was known at
-        create=sql.SQL("AND (f.known_time IS NULL OR f.known_time = f.cur_known)"),
-        row_id_col=sql.SQL("flat_id"),
-        batch_ret=sql.SQL(""),
-        ins_batch=sql.SQL(""),
-    )
+        "create": "AND (f.known_time IS NULL OR f.known_time = f.cur_known)",
+        "rank": "t.change_time DESC",
+        "selector": "",
+        "taken": "false",
+    },
+}
+# the batch columns of the stored and reported rows: overlapping rows belong to a batch, flat
+# rows to none (the fragments are left out)
+BATCH_COLUMNS = {
+    "batch_col": ", batch_id",
+    "batch_val": ", coalesce(f.cur_batch, f.batch_id)",
+    "batch_ret": ", batch_id",
+    "ins_batch": ", ins.batch_id",
+}
+
+
+def _statement(overlapping: bool) -> sql.Composed:
+    table = "overlapping" if overlapping else "flat"
+    parts = {
+        **KIND_PARTS[overlapping],
+        **{name: text if overlapping else "" for name, text in BATCH_COLUMNS.items()},
+        "row_id": f"t.{table}_id",
+        "row_id_col": f"{table}_id",
+    }
+    return sql.SQL(CORRECT).format(table=sql.Identifier(table), **{k: sql.SQL(v) for k, v in parts.items()})
 
 
 STATEMENTS = {kind: _statement(kind) for kind in (True, False)}

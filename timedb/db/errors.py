@@ -29,6 +29,51 @@ def first_line(exc: BaseException) -> str:
     return _BAD_TOKEN.sub(r'\1"***"', _KEYWORD_PASSWORD.sub(r"\1***", text))
 
 
+# driver errors -> the problem a request gets, the first match winning (the OperationalError
+# subclasses come before OperationalError: they are answers of a reachable database)
+TRANSLATIONS: list[tuple[tuple[type[BaseException], ...], type[errors.TimedbError], str]] = [
+    ((pg.UniqueViolation, pg.ExclusionViolation), errors.Conflict, "The request conflicts with stored data."),
+    ((pg.ForeignKeyViolation,), errors.NotFound, "A referenced record does not exist."),
+    ((pg.DataError,), errors.Unprocessable, "A value is out of range for the database."),
+    # e.g. a name and labels too large for the index
+    (
+        (pg.ProgramLimitExceeded,),
+        errors.Unprocessable,
+        "A value is too large for the database (e.g. name and labels together).",
+    ),
+    (
+        (pg.LockNotAvailable,),
+        errors.LockTimeout,
+        "Waited longer than the server allows (TIMEDB_LOCK_TIMEOUT) for data that another request is changing; retry.",
+    ),
+    (
+        (pg.QueryCanceled,),
+        errors.QueryTimeout,
+        "The database work for this request took longer than the server allows (TIMEDB_STATEMENT_TIMEOUT); "
+        "narrow the request (e.g. a shorter time window) or retry later.",
+    ),
+    (
+        (pg.SerializationFailure, pg.DeadlockDetected),
+        errors.ConcurrentChange,
+        "A concurrent change interfered with this request; retry.",
+    ),
+    # named prepared statements through a pooler in transaction mode (PgBouncer < 1.21)
+    (
+        (pg.InvalidSqlStatementName, pg.DuplicatePreparedStatement),
+        errors.ServiceUnavailable,
+        "The database connection does not keep prepared statements (a pooler in transaction mode?): "
+        "unset TIMEDB_PREPARE_THRESHOLD or set it to none.",
+    ),
+    (
+        (psycopg_pool.PoolTimeout, psycopg.OperationalError),
+        errors.ServiceUnavailable,
+        "The database is not reachable; retry later.",
+    ),
+    # e.g. the session ended by idle_in_transaction_session_timeout
+    ((psycopg.InternalError,), errors.ServiceUnavailable, "The database could not complete the request; retry later."),
+]
+
+
 @contextmanager
 def translated() -> Iterator[None]:
     """Re-raise database errors as TimedbError subclasses (no driver text for 5xx)."""
@@ -38,40 +83,14 @@ def translated() -> Iterator[None]:
         raise
     except pg.UndefinedTable:
         raise errors.SchemaMissing() from None
-    except (pg.UniqueViolation, pg.ExclusionViolation) as exc:
-        raise errors.Conflict("The request conflicts with stored data.") from exc
-    except pg.ForeignKeyViolation as exc:
-        raise errors.NotFound("A referenced record does not exist.") from exc
     except (pg.CheckViolation, pg.NotNullViolation) as exc:
         constraint = exc.diag.constraint_name or ""
         raise errors.Unprocessable(CHECK_MESSAGES.get(constraint, "A value is out of range.")) from exc
-    except pg.DataError as exc:
-        raise errors.Unprocessable("A value is out of range for the database.") from exc
-    except pg.ProgramLimitExceeded as exc:  # e.g. a name and labels too large for the index
-        raise errors.Unprocessable("A value is too large for the database (e.g. name and labels together).") from exc
-    # OperationalError subclasses first: they are answers of a reachable database
-    except pg.LockNotAvailable as exc:
-        raise errors.LockTimeout(
-            "Waited longer than the server allows (TIMEDB_LOCK_TIMEOUT) for data that another "
-            "request is changing; retry."
-        ) from exc
-    except pg.QueryCanceled as exc:
-        raise errors.QueryTimeout(
-            "The database work for this request took longer than the server allows "
-            "(TIMEDB_STATEMENT_TIMEOUT); narrow the request (e.g. a shorter time window) or retry later."
-        ) from exc
-    except (pg.SerializationFailure, pg.DeadlockDetected) as exc:
-        raise errors.ConcurrentChange("A concurrent change interfered with this request; retry.") from exc
-    except (pg.InvalidSqlStatementName, pg.DuplicatePreparedStatement) as exc:
-        # named prepared statements through a pooler in transaction mode (PgBouncer < 1.21)
-        raise errors.ServiceUnavailable(
-            "The database connection does not keep prepared statements (a pooler in transaction "
-            "mode?): unset TIMEDB_PREPARE_THRESHOLD or set it to none."
-        ) from exc
-    except (psycopg_pool.PoolTimeout, psycopg.OperationalError) as exc:
-        raise errors.ServiceUnavailable("The database is not reachable; retry later.") from exc
-    except psycopg.InternalError as exc:  # e.g. the session ended by idle_in_transaction_session_timeout
-        raise errors.ServiceUnavailable("The database could not complete the request; retry later.") from exc
+    except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+        for kinds, problem, message in TRANSLATIONS:
+            if isinstance(exc, kinds):
+                raise problem(message) from exc
+        raise
 
 
 CHECK_MESSAGES = {

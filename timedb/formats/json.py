@@ -21,6 +21,8 @@ Records = Callable[[Rows], bytes]
 Dicts = Callable[[Rows], list[dict[str, Any]]]
 
 
+# One builder per record shape, written out: a generic one (zip over names, or the single-series
+# records with series_id added) took 2.6x as long for 100,000 rows (169 vs 64 ms with the dump).
 def _latest(rows: Rows) -> list[dict[str, Any]]:
     return [
         {"valid_time": vt, "value": v} if vte is None else {"valid_time": vt, "valid_time_end": vte, "value": v}
