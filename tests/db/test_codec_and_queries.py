@@ -183,6 +183,22 @@ def test_multi_query_answers_each_series_as_the_single_read(conn):
         assert [r[1:] for r in rows if r[0] == sid] == run(conn, spec, sid)
 
 
+def test_fact_table_unique_keys_start_with_series_id_and_valid_time(db_dsn):
+    """Partitioning by valid_time, TimescaleDB (hypertables on valid_time) and Citus (tables
+    distributed by series_id) each need their column in every unique key (docs/scaling.md)."""
+    with psycopg.connect(db_dsn) as conn:
+        keys = conn.execute(
+            "SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text,"
+            "       array(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(n, o)"
+            "             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)"
+            "  FROM pg_index i WHERE (i.indisunique OR i.indisprimary)"
+            "   AND i.indrelid IN ('flat'::regclass, 'overlapping'::regclass)"
+        ).fetchall()
+    assert {table for table, _, _ in keys} == {"flat", "overlapping"}, keys
+    for table, index, columns in keys:
+        assert columns[:2] == ["series_id", "valid_time"], (table, index, columns)
+
+
 def test_every_read_filters_by_series_id():
     """The property the distributed layouts rely on (docs: Citus routes by series_id): each read
     statement names the series in its WHERE clause, whatever the parameters."""
@@ -196,4 +212,6 @@ def test_every_read_filters_by_series_id():
         for overlapping in (True, False):
             text = build_query(overlapping, spec)[0].as_string(None)
             assert "t.series_id = %(series_id)s" in text, text
+            if "batches_table" in text:  # a join stays on the series' shard (docs/scaling.md, #2)
+                assert "b.series_id = t.series_id" in text, text
         assert "t.series_id = s.id" in multi_query(spec)[0].as_string(None)

@@ -204,7 +204,10 @@ def series_query(
         batch = sql.SQL("t.batch_id" if overlapping else "NULL::bigint")
         # the token that wrote the version (its batch); flat rows have no batch
         inserted_by, join = (
-            (sql.SQL("b.inserted_by"), sql.SQL(" LEFT JOIN batches_table b ON b.batch_id = t.batch_id"))
+            (
+                sql.SQL("b.inserted_by"),
+                sql.SQL(" LEFT JOIN batches_table b ON b.series_id = t.series_id AND b.batch_id = t.batch_id"),
+            )
             if overlapping
             else (sql.SQL("NULL::text"), sql.SQL(""))
         )
