@@ -209,7 +209,7 @@ def test_recreate_relying_on_defaults_conflicts_with_non_defaults(client):
         {"name": "\t\n\r"},
         {"name": "\u00a0\u3000"},
         {"name": "x" * 1001},
-        {"name": "a", "retention": "forever"},
+        {"name": "a", "retention": "never"},
         {"name": "a", "retention": "MEDIUM"},
         {"name": "a", "retention": None},
         {"name": "a", "labels": {"site": 1}},
@@ -592,3 +592,16 @@ def test_count_empty_and_growing(client):
     make_series(client, name="a", labels={"x": "1"})
     assert count(client) == 2
     assert count(client, name="a", labels='{"x":"1"}') == 1
+
+
+@pytest.mark.parametrize("overlapping", [True, False])
+def test_forever_is_a_retention_tier(client, overlapping):
+    """Issue 14: `forever` (no expiry) is accepted by POST /series and /series/bulk, stored and
+    answered like the other tiers, and immutable like them."""
+    sid = make_series(client, name="kept", retention="forever", overlapping=overlapping)
+    assert client.get(f"/series/{sid}").json()["retention"] == "forever"
+    bulk = client.post("/series/bulk", json={"series": [{"name": "kept-too", "unit": "MW", "retention": "forever"}]})
+    assert bulk.status_code == 200, bulk.text
+    assert client.get(f"/series/{bulk.json()['series'][0]['series_id']}").json()["retention"] == "forever"
+    assert_problem(client.patch(f"/series/{sid}", json={"retention": "long"}), 409, "/problems/immutable-field")
+    assert_problem(client.post("/series", json={"name": "x", "unit": "MW", "retention": "never"}), 400)

@@ -93,3 +93,43 @@ def test_distinct_points_share_one_round():
 def test_first_line_keeps_one_line_and_no_password(message, shown):
     line = first_line(psycopg.OperationalError(message))
     assert shown in line and "hunter2" not in line and "\n" not in line
+
+
+OLD_RETENTION_CHECK = "CHECK (retention IN ('short', 'medium', 'long'))"
+
+
+def retention_check(conn: psycopg.Connection) -> tuple[int, str]:
+    row = conn.execute(
+        "SELECT oid::int, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'series_table'::regclass AND conname = 'series_valid_retention'"
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_create_tables_gives_an_older_database_the_forever_tier(make_database):
+    """A database made before the forever tier (its check lists three tiers) gets the wider check
+    from `timedb create tables`, keeps its series, and a second run changes nothing."""
+    from timedb.db.schema import create_tables
+
+    dsn = make_database()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "ALTER TABLE series_table DROP CONSTRAINT series_valid_retention,"
+            f" ADD CONSTRAINT series_valid_retention {OLD_RETENTION_CHECK}"
+        )
+        conn.execute("INSERT INTO series_table (name, retention) VALUES ('old', 'long')")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("INSERT INTO series_table (name, retention) VALUES ('new', 'forever')")
+    create_tables(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        oid, definition = retention_check(conn)
+        assert "forever" in definition
+        conn.execute("INSERT INTO series_table (name, retention) VALUES ('new', 'forever')")
+        assert conn.execute("SELECT name, retention FROM series_table ORDER BY name").fetchall() == [
+            ("new", "forever"),
+            ("old", "long"),
+        ]
+    create_tables(dsn)
+    with psycopg.connect(dsn) as conn:
+        assert retention_check(conn)[0] == oid  # not replaced again

@@ -95,7 +95,7 @@ def translated() -> Iterator[None]:
 
 CHECK_MESSAGES = {
     "series_name_not_blank": "name must not be blank.",
-    "series_valid_retention": "retention must be one of short, medium, long.",
+    "series_valid_retention": "retention must be one of short, medium, long, forever.",
     "flat_interval": "valid_time_end must be later than valid_time.",
     "overlapping_interval": "valid_time_end must be later than valid_time.",
     "flat_value_finite": "value must be a finite number.",

@@ -22,11 +22,22 @@ CREATE TABLE IF NOT EXISTS series_table (
     retention   text NOT NULL DEFAULT 'medium',
     inserted_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT series_name_not_blank CHECK (length(btrim(name)) > 0),
-    CONSTRAINT series_valid_retention CHECK (retention IN ('short', 'medium', 'long')),
+    CONSTRAINT series_valid_retention CHECK (retention IN ('short', 'medium', 'long', 'forever')),
     CONSTRAINT series_labels_object CHECK (jsonb_typeof(labels) = 'object'),
     -- identity of a series; also serves name lookups
     CONSTRAINT series_identity UNIQUE (name, labels)
 );
+-- the forever tier: a database made before it gets the wider check (once: the table is locked
+-- only while the check is replaced)
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                    WHERE conrelid = 'series_table'::regclass AND conname = 'series_valid_retention'
+                      AND pg_get_constraintdef(oid) LIKE '%forever%') THEN
+        ALTER TABLE series_table DROP CONSTRAINT IF EXISTS series_valid_retention,
+            ADD CONSTRAINT series_valid_retention CHECK (retention IN ('short', 'medium', 'long', 'forever'));
+    END IF;
+END $$;
 -- containment filters (labels @> '{"site":"A"}')
 CREATE INDEX IF NOT EXISTS series_labels_idx ON series_table USING gin (labels jsonb_path_ops);
 -- listing order and keyset pagination
