@@ -115,12 +115,10 @@ class TableEmptier:
     def __call__(self) -> None:
         import psycopg
 
-        if self.conn.closed:  # (a test terminated the backends of its database)
-            self.conn = psycopg.connect(self.dsn, autocommit=True)
         try:
             with self.conn.transaction():
                 self.conn.execute(self.sql)
-        except psycopg.OperationalError:
+        except psycopg.OperationalError:  # (closed, or a test terminated its database's backends)
             self.conn.close()
             self.conn = psycopg.connect(self.dsn, autocommit=True)
             with self.conn.transaction():

@@ -31,8 +31,14 @@ class TimedbError(Exception):
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
-        given = {"status": status, "title": title, "type": type, "retry_after": retry_after}
-        for name, value in {**given, "close_connection": close_connection}.items():
+        given = {
+            "status": status,
+            "title": title,
+            "type": type,
+            "retry_after": retry_after,
+            "close_connection": close_connection,
+        }
+        for name, value in given.items():
             if value is not None:
                 setattr(cls, name, value)
 
