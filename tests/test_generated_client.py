@@ -111,9 +111,10 @@ def server_with_token(make_database):
     the secret of a write token."""
     from tests.processes import server_env, start_server, stop_process
     from timedb.db import tokens
+    from timedb.db.commands import using
 
     dsn = make_database()
-    secret = tokens.using(dsn, lambda conn: tokens.create(conn, "generated-client", "write", {}, None))
+    secret = using(dsn, lambda conn: tokens.create(conn, "generated-client", "write", {}, None))
     proc, url = start_server(
         [sys.executable, "-m", "uvicorn", "timedb.api:app", "--port", "0"],
         server_env(dsn, TIMEDB_AUTH="tokens", TIMEDB_VALIDATE_RESPONSES="1"),

@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from timedb import __version__
+from timedb.cli_common import DSN_OPTION
+from timedb.cli_common import call as _call
+from timedb.cli_common import confirmed as _confirmed
+from timedb.cli_common import dsn as _dsn
+from timedb.cli_common import short as _short
+from timedb.cli_storage import partitions, retention
 from timedb.errors import ConfigError, TimedbError
 from timedb.settings import MISSING_DSN, configured_dsn, environment
 
@@ -19,22 +24,6 @@ T = TypeVar("T")
 
 # seconds in-flight requests get to finish on SIGTERM; then the rest is cancelled
 GRACEFUL_SHUTDOWN = 20
-
-
-def _dsn(dsn: str | None) -> str:
-    """--dsn, else TIMEDB_DSN / DATABASE_URL (environment, then ./.env); exit 2 if none."""
-    value = dsn or configured_dsn(environment())
-    if not value:
-        click.echo("Error: No DSN provided. Use --dsn or set TIMEDB_DSN / DATABASE_URL.", err=True)
-        sys.exit(2)
-    return value
-
-
-def _short(dsn: str) -> str:
-    from timedb.db.pool import redact
-
-    text = redact(dsn)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -222,7 +211,7 @@ def create_tables_cmd(
             click.echo(f"  Schema:     {schema}")
         if not _confirmed("Continue?"):
             return
-    _run(lambda: ddl.create_tables(conninfo, schema, tiers))
+    _call(lambda: ddl.create_tables(conninfo, schema, tiers))
     click.echo("Schema created successfully!" + (f" (schema {schema})" if schema else ""))
 
 
@@ -242,28 +231,8 @@ def delete_tables_cmd(dsn: str | None, schema: str | None, yes: bool) -> None:
             click.echo(f"  Schema:     {schema}")
         if not _confirmed("Are you sure? This cannot be undone."):
             return
-    _run(lambda: ddl.delete_tables(conninfo, schema))
+    _call(lambda: ddl.delete_tables(conninfo, schema))
     click.echo("All timedb tables deleted.")
-
-
-def _confirmed(question: str) -> bool:
-    """Ask (default No); a No, or no answer at all (stdin closed: click's Abort), prints
-    `Aborted.` and is a user abort: exit code 0, as the README says."""
-    try:
-        if click.confirm(question, default=False):
-            return True
-    except click.Abort:
-        click.echo()
-    click.echo("Aborted.")
-    return False
-
-
-def _run(action: object) -> None:
-    """Run a library call; TimedbError becomes `Error: ...` and exit 1."""
-    try:
-        action()  # type: ignore[operator]
-    except TimedbError as exc:
-        raise click.ClickException(exc.detail) from None
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -272,9 +241,6 @@ def _run(action: object) -> None:
 @main.group()
 def tokens() -> None:
     """Access tokens: create, list, revoke."""
-
-
-DSN_OPTION = click.option("--dsn", "-d", help="Connection string (default: TIMEDB_DSN, then DATABASE_URL).")
 
 
 @tokens.command("create")
@@ -296,12 +262,13 @@ DSN_OPTION = click.option("--dsn", "-d", help="Connection string (default: TIMED
 def tokens_create(name: str, scope: str, labels_json: str | None, expires: str | None, dsn: str | None) -> None:
     """Create a token and print its secret (once, alone on stdout)."""
     from timedb.db import tokens as store
+    from timedb.db.commands import using
     from timedb.token_options import parse_expiry, parse_labels
 
     labels = parse_labels(labels_json)
     expires_at = parse_expiry(expires)
     conninfo = _dsn(dsn)
-    secret = _call(lambda: store.using(conninfo, lambda c: store.create(c, name.strip(), scope, labels, expires_at)))
+    secret = _call(lambda: using(conninfo, lambda c: store.create(c, name.strip(), scope, labels, expires_at)))
     note = f" for series with labels {labels_json}" if labels else ""
     until = f", expires {expires_at.isoformat(timespec='seconds')}" if expires_at else ""
     click.echo(f"Token {name.strip()!r} ({scope}{note}{until}) created. Its secret is shown only now:", err=True)
@@ -315,10 +282,11 @@ def tokens_create(name: str, scope: str, labels_json: str | None, expires: str |
 def tokens_list(include_revoked: bool, as_json: bool, dsn: str | None) -> None:
     """List the tokens: name, scope, labels, created, expires, last used (never the secret)."""
     from timedb.db import tokens as store
+    from timedb.db.commands import using
     from timedb.token_options import render_tokens
 
     conninfo = _dsn(dsn)
-    rows = _call(lambda: store.using(conninfo, lambda c: store.listing(c, include_revoked=include_revoked)))
+    rows = _call(lambda: using(conninfo, lambda c: store.listing(c, include_revoked=include_revoked)))
     click.echo(render_tokens(rows, as_json=as_json), nl=False)
 
 
@@ -328,15 +296,12 @@ def tokens_list(include_revoked: bool, as_json: bool, dsn: str | None) -> None:
 def tokens_revoke(name: str, dsn: str | None) -> None:
     """Revoke a token: it stops working at once, on every server."""
     from timedb.db import tokens as store
+    from timedb.db.commands import using
 
     conninfo = _dsn(dsn)
-    _call(lambda: store.using(conninfo, lambda c: store.revoke(c, name)))
+    _call(lambda: using(conninfo, lambda c: store.revoke(c, name)))
     click.echo(f"Token {name!r} revoked.", err=True)
 
 
-def _call(action: Callable[[], T]) -> T:
-    """A library call's result; TimedbError becomes `Error: ...` and exit 1."""
-    try:
-        return action()
-    except TimedbError as exc:
-        raise click.ClickException(exc.detail) from None
+main.add_command(partitions)
+main.add_command(retention)

@@ -18,6 +18,7 @@ from tests.helpers import LOCAL, assert_problem, empty_tables, table_rows
 from tests.processes import server_env, start_server, stop_process
 from timedb.app import create_app
 from timedb.db import tokens as store
+from timedb.db.commands import using
 from timedb.settings import Settings
 
 REMOTE = ("203.0.113.7", 40000)  # a documentation address: not this machine
@@ -37,7 +38,7 @@ def cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def make_token(dsn: str, name: str, scope: str, labels: dict[str, str] | None = None) -> str:
-    return store.using(dsn, lambda c: store.create(c, name, scope, labels or {}, None))
+    return using(dsn, lambda c: store.create(c, name, scope, labels or {}, None))
 
 
 def eventually(check: Callable[[], bool], seconds: float = 5.0) -> float:
@@ -239,7 +240,7 @@ def test_expired_token_stops_when_it_expires(no_tokens, auto_dsn):
 
     c = no_tokens["remote"]
     expires = datetime.now(UTC) + timedelta(seconds=1.5)
-    secret = store.using(auto_dsn, lambda conn: store.create(conn, "short", "read", {}, expires))
+    secret = using(auto_dsn, lambda conn: store.create(conn, "short", "read", {}, expires))
     eventually(lambda: c.get("/series/count", headers=bearer(secret)).status_code == 200)
     time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.05)
     assert_problem(c.get("/series/count", headers=bearer(secret)), 401, "/problems/unauthorized")

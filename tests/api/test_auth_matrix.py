@@ -15,6 +15,7 @@ import pytest
 from tests.helpers import LOCAL
 from timedb.app import create_app
 from timedb.db import tokens as store
+from timedb.db.commands import using
 from timedb.settings import Settings
 
 ACME = {"tenant": "acme"}
@@ -53,7 +54,7 @@ def server(make_database) -> Any:
         store.revoke(conn, "revoked")
         return made
 
-    secrets = store.using(dsn, tokens)
+    secrets = using(dsn, tokens)
     app = create_app(Settings(dsn=dsn, validate_responses=True, auth="tokens"))
     with app.test_client(**LOCAL) as client:
         resp = client.post(

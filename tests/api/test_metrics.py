@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers import LOCAL, assert_problem, make_series
 from timedb.app import create_app
 from timedb.db import tokens as store
+from timedb.db.commands import using
 from timedb.settings import Settings
 
 
@@ -94,8 +95,8 @@ def guarded(make_database) -> Iterator[tuple[Any, dict[str, str]]]:
     """A client of an app whose database has tokens: an unscoped reader, a label-scoped one."""
     dsn = make_database()
     secrets = {
-        "reader": store.using(dsn, lambda c: store.create(c, "reader", "read", {}, None)),
-        "tenant": store.using(dsn, lambda c: store.create(c, "tenant", "read", {"tenant": "acme"}, None)),
+        "reader": using(dsn, lambda c: store.create(c, "reader", "read", {}, None)),
+        "tenant": using(dsn, lambda c: store.create(c, "tenant", "read", {"tenant": "acme"}, None)),
     }
     app = create_app(Settings(dsn=dsn, validate_responses=True, auth="tokens"))
     with app.test_client(**LOCAL) as c:

@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from timedb.bulk_columns import RowColumns, SeriesKey, instant, micros
-from timedb.db import caller, copy_binary
+from timedb.db import caller, copy_binary, partitions
 from timedb.db.locks import lock_series
 from timedb.db.series import resolve_statement
 from timedb.errors import AmbiguousSeries, DuplicateValidTime, SeriesNotFound, Unprocessable, VersionConflict
@@ -426,9 +426,16 @@ def _copy(
             "COPY flat (series_id, valid_time, valid_time_end, value, known_time, change_time) "
             "FROM STDIN (FORMAT BINARY)"
         )
-    with conn.cursor() as cur, cur.copy(stmt) as copy:
+    table = "overlapping" if table_overlapping else "flat"
+    with partitions.routed(table, lambda: _months(pick(cols.valid_time))), conn.cursor() as cur, cur.copy(stmt) as copy:
         for block in copy_binary.encode(columns):
             copy.write(block)
+
+
+def _months(valid_time: pa.Array) -> list[datetime]:
+    """The distinct months (UTC) of valid_times given as microseconds since 1970."""
+    months = pc.floor_temporal(valid_time.cast(pa.timestamp("us", tz="UTC")), unit="month")
+    return [m for m in pc.unique(months).to_pylist() if m is not None]
 
 
 def _duplicates(sid: pa.Array, vt: pa.Array, kt: pa.Array, in_overlapping: pa.Array) -> Exception:

@@ -12,6 +12,8 @@ import psycopg
 SERIES_LOCK = 7345002
 # pg_advisory_xact_lock(SCHEMA_LOCK): `timedb create tables` runs one at a time
 SCHEMA_LOCK = 7345001
+# pg_try_advisory_lock(RETENTION_LOCK): one `timedb retention apply` at a time
+RETENTION_LOCK = 7345004
 
 # Locks are taken in the order of the array (unnest keeps it); the MATERIALIZED CTE is fully
 # read before clock_timestamp() is evaluated, so the time returned is after every lock.

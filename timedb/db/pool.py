@@ -14,7 +14,9 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
 from psycopg_pool.base import AttemptWithBackoff
 
+from timedb.db import partitions
 from timedb.db.errors import first_line, translated
+from timedb.db.partitions import PartitionMissing
 from timedb.errors import ConcurrentChange, ServerBusy, ServiceUnavailable
 from timedb.settings import Settings
 
@@ -208,15 +210,23 @@ def _no_connection(pool: Pool) -> ServiceUnavailable:
 
 def in_transaction(pool: Pool, work: Callable[[psycopg.Connection], T]) -> T:
     """work(conn) in one transaction, run again (a bounded number of times) after a
-    serialization failure or a deadlock, which roll back everything it did."""
-    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+    serialization failure or a deadlock, which roll back everything it did, and after a write
+    met a month without a partition (made in between, in a transaction of its own)."""
+    conflicts = made = 0
+    while True:
         try:
             with connection(pool) as conn:
                 return work(conn)
         except ConcurrentChange:
-            if attempt == TRANSACTION_ATTEMPTS:
+            conflicts += 1
+            if conflicts == TRANSACTION_ATTEMPTS:
                 raise ConcurrentChange(
-                    f"A concurrent change interfered with this request {attempt} times; retry."
+                    f"A concurrent change interfered with this request {conflicts} times; retry."
                 ) from None
-            time.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 - jitter, not security
-    raise AssertionError("unreachable")
+            time.sleep(random.uniform(0.01, 0.05) * conflicts)  # noqa: S311 - jitter, not security
+        except PartitionMissing as missing:
+            made += 1
+            if made == TRANSACTION_ATTEMPTS:  # (partitions dropped again as fast as they are made)
+                raise ConcurrentChange("Partitions of the fact tables changed during this request; retry.") from None
+            with connection(pool) as conn:
+                partitions.ensure(conn, missing.table, missing.months)

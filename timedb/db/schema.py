@@ -7,11 +7,17 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
+from timedb.db import partitions
 from timedb.db.errors import first_line, translated
 from timedb.db.locks import SCHEMA_LOCK
+from timedb.errors import Conflict
 
 RETENTION_DEFAULTS = {"short": "6 months", "medium": "3 years", "long": "5 years"}
 TABLES = ("series_table", "batches_table", "flat", "overlapping", "idempotency_keys", "api_tokens", "timedb_settings")
+
+
+class MigrationNeeded(Conflict):
+    """The fact tables are too large to move into partitions by `timedb create tables` alone."""
 
 
 def _sql_file(name: str) -> str:
@@ -73,14 +79,38 @@ def _connect(dsn: str) -> psycopg.Connection:
         raise ServiceUnavailable(f"cannot connect to the database: {first_line(exc)}") from None
 
 
-def create_tables(dsn: str, schema: str | None = None, retention: dict[str, str] | None = None) -> None:
-    """Apply the schema (idempotent), in one transaction."""
+def create_tables(
+    dsn: str, schema: str | None = None, retention: dict[str, str] | None = None, migrate: bool = False
+) -> dict[str, int]:
+    """Apply the schema (idempotent), in one transaction: nothing changes if any step fails.
+
+    Fact tables of an older layout (plain tables, schema version 2) are moved into monthly
+    partitions when they hold at most AUTO_MIGRATE_ROWS rows, or any number with `migrate`;
+    otherwise MigrationNeeded. Returns the rows moved per table (empty when none were).
+    """
     retention = {**RETENTION_DEFAULTS, **(retention or {})}
     with _connect(dsn) as conn, translated():
         _check_intervals(conn, retention)
         # serialise concurrent `create tables` runs: CREATE ... IF NOT EXISTS is not race-free
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        conn.execute(create_ddl(schema, retention).encode())
+        if schema:
+            conn.execute(_prelude(schema).encode())
+        plain = partitions.plain_tables(conn)
+        if plain and not migrate:
+            held = partitions.rows_at_most(conn, plain, partitions.AUTO_MIGRATE_ROWS + 1)
+            if held > partitions.AUTO_MIGRATE_ROWS:
+                raise MigrationNeeded(
+                    f"{' and '.join(plain)} hold more than {partitions.AUTO_MIGRATE_ROWS:,} rows in the unpartitioned"
+                    " layout (schema version 2): run `timedb partitions migrate` to move them into monthly"
+                    " partitions (it locks the tables while the rows move; see README, Scaling and retention)"
+                )
+        if plain:
+            partitions.set_aside(conn, plain)
+        conn.execute(create_ddl(None, retention).encode())
+        moved = partitions.move_rows(conn, plain) if plain else {}
+        for table in partitions.FACT_TABLES:
+            partitions.ensure(conn, table, [])
+        return moved
 
 
 def delete_tables(dsn: str, schema: str | None = None) -> None:

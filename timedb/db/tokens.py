@@ -16,14 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from timedb.db.errors import first_line, translated
-from timedb.errors import Conflict, InvalidInput, NotFound, SchemaMissing, ServiceUnavailable
+from timedb.errors import Conflict, InvalidInput, NotFound, SchemaMissing
 
 PREFIX = "tdb_"
 CHANNEL = "timedb_tokens"
@@ -34,19 +33,6 @@ HEARTBEAT = 1.0
 # seconds the listener waits for a notification at a time: how long a stop (server shutdown) waits
 WAKE = 0.1
 log = logging.getLogger("timedb")
-
-
-T = TypeVar("T")
-
-
-def using(dsn: str, work: Callable[[psycopg.Connection], T]) -> T:
-    """Run work on a connection of its own (the CLI's commands)."""
-    try:
-        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10, application_name="timedb-cli")
-    except psycopg.Error as exc:
-        raise ServiceUnavailable(f"cannot connect to the database: {first_line(exc)}") from None
-    with conn, translated():
-        return work(conn)
 
 
 def new_secret() -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from timedb.db import caller
+from timedb.db import caller, partitions
 from timedb.errors import DuplicateValidTime, VersionConflict
 
 # (valid_time, valid_time_end, value)
@@ -46,6 +46,7 @@ def insert_flat(
     known = known_time or write_time
     with (
         _unique_valid_times(points),
+        partitions.routed("flat", lambda: partitions.months_of(p[0] for p in points)),
         conn.cursor() as cur,
         cur.copy(
             "COPY flat (series_id, valid_time, valid_time_end, value, known_time, change_time) "
@@ -134,6 +135,7 @@ def insert_overlapping(
     """Append one batch's versions of an overlapping series."""
     with (
         _unique_valid_times(points),
+        partitions.routed("overlapping", lambda: partitions.months_of(p[0] for p in points)),
         conn.cursor() as cur,
         cur.copy(
             "COPY overlapping (batch_id, series_id, valid_time, valid_time_end, value, known_time, change_time) "

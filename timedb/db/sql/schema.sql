@@ -1,9 +1,12 @@
 -- timedb schema for plain PostgreSQL 13+. Idempotent: safe to apply again.
 --
 -- Fact tables (flat, overlapping) are append-only: a re-post or a correction
--- adds a row with a newer change_time, so no value is ever lost. Every unique
--- key of a fact table starts with (series_id, valid_time), so the tables can
--- become TimescaleDB hypertables or Citus distributed tables as they are.
+-- adds a row with a newer change_time, so no value is ever lost. They are
+-- partitioned by range of valid_time, one partition per calendar month in UTC
+-- (<table>_pYYYYMM, made by timedb_ensure_partitions below), so retention drops
+-- whole months and reads of a time range touch only its months. Every unique
+-- key of a fact table starts with (series_id, valid_time): see docs/scaling.md
+-- for TimescaleDB and Citus.
 -- There are no per-row foreign keys on the fact tables: series and batches are
 -- resolved by the server before a write, and FK checks would dominate COPY.
 
@@ -72,7 +75,7 @@ CREATE TABLE IF NOT EXISTS flat (
     changed_by     text,
     CONSTRAINT flat_interval CHECK (valid_time_end IS NULL OR valid_time_end > valid_time),
     CONSTRAINT flat_value_finite CHECK (value IS NULL OR value NOT IN ('Infinity', '-Infinity', 'NaN'))
-);
+) PARTITION BY RANGE (valid_time);
 -- the key, in the order latest reads need it
 CREATE UNIQUE INDEX IF NOT EXISTS flat_key ON flat (series_id, valid_time, change_time DESC);
 
@@ -92,10 +95,54 @@ CREATE TABLE IF NOT EXISTS overlapping (
     changed_by     text,
     CONSTRAINT overlapping_interval CHECK (valid_time_end IS NULL OR valid_time_end > valid_time),
     CONSTRAINT overlapping_value_finite CHECK (value IS NULL OR value NOT IN ('Infinity', '-Infinity', 'NaN'))
-);
+) PARTITION BY RANGE (valid_time);
 -- the key, in the order latest reads need it
 CREATE UNIQUE INDEX IF NOT EXISTS overlapping_key
     ON overlapping (series_id, valid_time, known_time DESC, change_time DESC);
+
+-- Monthly partitions of a fact table: makes the partition of every month (UTC) of `months`
+-- that has none, named <table>_pYYYYMM, and returns how many it made. Each is made as a plain
+-- table and then attached, which locks the parent in SHARE UPDATE EXCLUSIVE mode only: reads
+-- and writes go on (CREATE TABLE ... PARTITION OF would lock the parent exclusively). Does
+-- nothing on a table that is not partitioned. Callers: timedb create tables (the months ahead),
+-- a write that met a month without a partition, timedb partitions migrate.
+CREATE OR REPLACE FUNCTION timedb_ensure_partitions(parent regclass, months timestamptz[])
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    nsp   text;
+    rel   text;
+    month timestamp;  -- a month's first instant, in UTC
+    part  text;
+    made  integer := 0;
+BEGIN
+    SELECT n.nspname, c.relname INTO nsp, rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = parent AND c.relkind = 'p';
+    IF rel IS NULL THEN
+        RETURN 0;
+    END IF;
+    FOR month IN SELECT DISTINCT date_trunc('month', m AT TIME ZONE 'UTC') FROM unnest(months) AS m
+                  WHERE m IS NOT NULL ORDER BY 1 LOOP
+        part := rel || '_p' || to_char(month, 'YYYYMM');
+        CONTINUE WHEN to_regclass(format('%I.%I', nsp, part)) IS NOT NULL;
+        -- makers of partitions take turns: ATTACH needs this lock anyway, it conflicts with
+        -- itself only (reads and writes go on), and taking a table lock makes the check below
+        -- see a partition the previous holder made (an advisory lock would not)
+        EXECUTE format('LOCK TABLE %I.%I IN SHARE UPDATE EXCLUSIVE MODE', nsp, rel);
+        CONTINUE WHEN to_regclass(format('%I.%I', nsp, part)) IS NOT NULL;
+        EXECUTE format('CREATE TABLE %I.%I (LIKE %I.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                       nsp, part, nsp, rel);
+        BEGIN
+            EXECUTE format('ALTER TABLE %I.%I ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
+                           nsp, rel, nsp, part, month::text || '+00', (month + interval '1 month')::text || '+00');
+            made := made + 1;
+        EXCEPTION WHEN invalid_object_definition THEN
+            -- a partition made by hand (another name) already holds this month: use it
+            EXECUTE format('DROP TABLE %I.%I', nsp, part);
+        END;
+    END LOOP;
+    RETURN made;
+END $$;
 
 -- Idempotency-Key of POST/PUT /values: the answer of the request that used the key first,
 -- replayed to retries of the same request within TIMEDB_IDEMPOTENCY_TTL. Not a fact table.
@@ -146,5 +193,6 @@ CREATE TRIGGER api_tokens_truncated AFTER TRUNCATE ON api_tokens
 -- the token that wrote a batch (NULL: written without a token)
 ALTER TABLE batches_table ADD COLUMN IF NOT EXISTS inserted_by text;
 
-INSERT INTO timedb_settings (key, value) VALUES ('schema_version', '2')
+-- 3: flat and overlapping partitioned by month of valid_time (2: plain tables)
+INSERT INTO timedb_settings (key, value) VALUES ('schema_version', '3')
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
