@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from bench import load
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+# sections a full run leaves out unless named with --only (bench/cases/scale.py: ~15 min, 15 GB)
+OPT_IN = ("scale",)
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Config:
     json_out: str | None = None
     port: int = 0
     server_log: str | None = None
+    scale_rows: int = 100_000_000  # rows overlapping holds for the scale cases (--only scale)
+    retention_rows: int = 10_000_000  # rows of the month `timedb retention apply` removes
     only: list[str] = field(default_factory=list)  # the sections to run (parse_args: all of them)
 
     @classmethod
@@ -62,6 +66,8 @@ class Config:
             bulk_points=100,
             bulk_new_series=200,
             skip_points=2_000,
+            scale_rows=60_000,
+            retention_rows=1,
             reps=1,
             duration=1.0,
             rep_rows=2_000,
@@ -90,6 +96,8 @@ SIZE_FLAGS = (  # each sets the Config field of its name
     ("--bulk-points", int, "rows per series of the bulk load (default 1000)"),
     ("--bulk-new-series", int, "series of POST /series/bulk (default 10000)"),
     ("--skip-points", int, "points re-sent with skip_unchanged (default 100000)"),
+    ("--scale-rows", int, "rows overlapping holds for the scale cases (default 100000000)"),
+    ("--retention-rows", int, "rows of the month retention removes in the scale cases (default 10000000)"),
     ("--reps", int, "repetitions per case (default 3)"),
     ("--duration", float, "seconds per repetition of a request loop (default 5)"),
     ("--rep-rows", int, "rows per repetition of small-request cases (default 200000)"),
@@ -119,8 +127,9 @@ def parse_args(argv: list[str] | None, description: str | None, sections: Sequen
     p.add_argument(
         "--only",
         type=lambda s: s.split(","),
-        default=list(sections),
-        help=f"comma-separated sections to run (default: all of {','.join(sections)})",
+        default=None,
+        help=f"comma-separated sections to run, of {','.join(sections)} (default: all but {','.join(OPT_IN)};"
+        " a smoke run: all)",
     )
     a = p.parse_args(argv)
     cfg = Config.smoke_config(a.dsn) if a.smoke else Config(dsn=a.dsn)
@@ -130,7 +139,8 @@ def parse_args(argv: list[str] | None, description: str | None, sections: Sequen
         if value is not None:
             setattr(cfg, name, value)
     cfg.client, cfg.json_out, cfg.port, cfg.keep_db = a.client, a.json_out, a.port, a.keep_db
-    cfg.server_log, cfg.only = a.server_log, a.only
+    cfg.server_log = a.server_log
+    cfg.only = a.only or [s for s in sections if a.smoke or s not in OPT_IN]
     unknown = set(cfg.only) - set(sections)
     if unknown:
         p.error(f"--only: unknown sections {sorted(unknown)}")
