@@ -188,3 +188,17 @@ def test_a_failed_migration_leaves_the_older_database_as_it_was(make_database):
     assert dump(dsn) == before
     with psycopg.connect(dsn) as c:
         assert partitions.plain_tables(c) == ["flat", "overlapping"]
+
+
+def test_a_table_with_children_of_its_own_is_not_moved(make_database):
+    """A plain fact table with inheritance children (as a TimescaleDB hypertable has its chunks)
+    is another layout: `create tables` leaves it alone."""
+    dsn = old_database(make_database)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE flat_chunk_1 () INHERITS (flat)")
+    before = dump(dsn)
+    assert create_tables(dsn) == {"overlapping": 2}
+    assert dump(dsn) == before
+    with psycopg.connect(dsn) as c:
+        kinds = dict(c.execute("SELECT relname, relkind FROM pg_class WHERE relname IN ('flat', 'overlapping')"))
+    assert kinds == {"flat": "r", "overlapping": "p"}

@@ -106,12 +106,22 @@ SET_ASIDE = "{}_unpartitioned"
 
 def plain_tables(conn: psycopg.Connection) -> list[str]:
     """The fact tables that exist as plain (unpartitioned) tables: a database made before
-    schema version 3."""
+    schema version 3. A table with inheritance children (a TimescaleDB hypertable has its
+    chunks as children) is someone else's layout and never moved."""
     rows = conn.execute(
-        "SELECT t FROM unnest(%s::text[]) AS t WHERE (SELECT relkind FROM pg_class WHERE oid = to_regclass(t)) = 'r'",
+        "SELECT t FROM unnest(%s::text[]) AS t"
+        " WHERE (SELECT relkind FROM pg_class WHERE oid = to_regclass(t)) = 'r'"
+        "   AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = to_regclass(t))",
         (list(FACT_TABLES),),
     ).fetchall()
-    return [r[0] for r in rows]
+    tables = [r[0] for r in rows]
+    hypertables = conn.execute("SELECT to_regclass('_timescaledb_catalog.hypertable') IS NOT NULL").fetchone()
+    if tables and hypertables and hypertables[0]:  # (an empty hypertable has no chunks yet)
+        made = conn.execute(
+            "SELECT table_name::text FROM _timescaledb_catalog.hypertable WHERE schema_name = current_schema()"
+        ).fetchall()
+        tables = [t for t in tables if t not in {m[0] for m in made}]
+    return tables
 
 
 def rows_at_most(conn: psycopg.Connection, tables: list[str], limit: int) -> int:
