@@ -31,7 +31,8 @@ def test_docker_runs_timedb_api_as_non_root_with_a_shutdown_limit():
 
 
 def test_systemd_unit_waits_longer_than_the_graceful_shutdown():
-    unit = README[README.index("[Service]") : README.index("[Install]")]
+    start = README.index("ExecStart=/usr/local/bin/timedb api")  # (the server's unit, not retention's)
+    unit = README[README.rindex("[Service]", 0, start) : README.index("[Install]", start)]
     limit = int(re.search(r"--timeout-graceful-shutdown (\d+)", unit).group(1))
     assert int(re.search(r"TimeoutStopSec=(\d+)", unit).group(1)) > limit
     assert "ExecStart=/usr/local/bin/timedb api" in unit

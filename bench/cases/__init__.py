@@ -1,7 +1,8 @@
 """The case groups, in the order they run (each a module with a `GROUP`: its --only section, its
 run function and its targets; see "Layout" in bench/README.md). The order matters: inserts before
 growth (empty tables first), firstbyte before corrections (which add rows to the read series),
-auth late (while its token exists, the main server wants tokens too); scale, opt-in, last."""
+scale (opt-in) before auth, and auth last (while its token exists, the main server wants
+tokens too)."""
 
 from bench.cases import auth, backtest, bulk, corrections, firstbyte, growth, inserts, memory, reads, scale, series
 
@@ -15,7 +16,7 @@ GROUPS = (
     backtest.GROUP,
     bulk.GROUP,
     memory.GROUP,
-    auth.GROUP,
     scale.GROUP,
+    auth.GROUP,
 )
 SECTIONS = tuple(group.section for group in GROUPS)

@@ -38,7 +38,11 @@ def run(*args: str, input: str | None = None, env: dict | None = None):
 
 def tables(dsn: str, schema: str = "public") -> set[str]:
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)).fetchall()
+        rows = conn.execute(  # (tables and partitioned tables, not their partitions)
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition",
+            (schema,),
+        ).fetchall()
     return {r[0] for r in rows}
 
 
