@@ -141,10 +141,12 @@ def retention_apply(dry_run: bool, dsn: str | None, schema: str | None) -> None:
     """Remove values whose valid_time is older than their series' retention tier.
 
     Whole month partitions go where every series in them has expired; elsewhere the expired
-    rows are deleted. All versions and corrections of a kept valid_time stay. Safe to run while
+    rows are deleted. All versions and corrections of a kept valid_time stay. Also makes the
+    partitions of this month and the next three where missing. Safe to run while
     the server serves traffic and from cron or a systemd timer (one run at a time; each step
     commits by itself).
     """
+    from timedb.db import partitions as parts
     from timedb.db import retention as ret
     from timedb.db.commands import using
 
@@ -157,6 +159,10 @@ def retention_apply(dry_run: bool, dsn: str | None, schema: str | None) -> None:
         if dry_run:
             _report(steps, would=True)
             return
+        # a daily run also keeps the coming months made ahead of the data
+        made = sum(parts.ensure(conn, table, []) for table in parts.FACT_TABLES)
+        if made:
+            click.echo(f"Made {made} partition{'s' * (made != 1)} for the coming months.")
         taken: list[ret.Step] = []
         with click.progressbar(
             length=len(steps), label="Removing", file=sys.stderr, show_pos=True, item_show_func=lambda s: s

@@ -97,3 +97,26 @@ def test_retention_apply_dry_run_then_apply(expired):
         assert c.execute("SELECT count(*) FROM flat").fetchone() == (1,)
     again = run("retention", "apply", "-d", expired)
     assert "Removed 0 rows: 0 partitions dropped (0 B), 0 rows deleted" in again.output
+
+
+def test_retention_apply_makes_the_coming_months(make_database):
+    dsn = make_database()
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("DROP TABLE " + ", ".join(f"{t}_p{m:%Y%m}" for t in partitions.FACT_TABLES for m in coming()))
+    assert run("retention", "apply", "--dry-run", "-d", dsn).exit_code == 0  # (a dry run makes nothing)
+    with psycopg.connect(dsn) as c:
+        assert not {p.name for p in partitions.listing(c)}
+    done = run("retention", "apply", "-d", dsn)
+    assert "Made 8 partitions for the coming months." in done.output
+    with psycopg.connect(dsn) as c:
+        assert {p.name for p in partitions.listing(c)} == {
+            f"{t}_p{m:%Y%m}" for t in partitions.FACT_TABLES for m in coming()
+        }
+
+
+def coming() -> list[datetime]:
+    """This month and the three after it (UTC), by calendar arithmetic written out here."""
+    now = datetime.now(UTC)
+    return [
+        datetime(now.year + (now.month - 1 + k) // 12, (now.month - 1 + k) % 12 + 1, 1, tzinfo=UTC) for k in range(4)
+    ]
