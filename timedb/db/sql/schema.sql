@@ -134,7 +134,8 @@ BEGIN
                        nsp, part, nsp, rel);
         BEGIN
             EXECUTE format('ALTER TABLE %I.%I ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
-                           nsp, rel, nsp, part, month::text || '+00', (month + interval '1 month')::text || '+00');
+                           nsp, rel, nsp, part, to_char(month, 'YYYY-MM-DD"T"HH24:MI:SS+00'),
+                           to_char(month + interval '1 month', 'YYYY-MM-DD"T"HH24:MI:SS+00'));
             made := made + 1;
         EXCEPTION WHEN invalid_object_definition THEN
             -- a partition made by hand (another name) already holds this month: use it
