@@ -109,9 +109,10 @@ def plain_tables(conn: psycopg.Connection) -> list[str]:
     schema version 3. A table with inheritance children (a TimescaleDB hypertable has its
     chunks as children) is someone else's layout and never moved."""
     rows = conn.execute(
-        "SELECT t FROM unnest(%s::text[]) AS t"
+        "SELECT t FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n)"
         " WHERE (SELECT relkind FROM pg_class WHERE oid = to_regclass(t)) = 'r'"
-        "   AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = to_regclass(t))",
+        "   AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = to_regclass(t))"
+        " ORDER BY n",
         (list(FACT_TABLES),),
     ).fetchall()
     tables = [r[0] for r in rows]
