@@ -34,8 +34,8 @@ def month(ts: datetime) -> str:
 
 
 def seed(conn: psycopg.Connection) -> tuple[datetime, list[tuple[int, str, datetime]]]:
-    """Tiers in days; four series; rows half an hour off the hour (never within minutes of a
-    cutoff, which moves on while the test runs). Returns (now, rows as (series, table, valid_time))."""
+    """Tiers in days; four series; no row within minutes of a cutoff (which moves on while the
+    test runs). Returns (now, rows as (series, table, valid_time))."""
     for tier, days in DAYS.items():
         conn.execute("UPDATE timedb_settings SET value = %s WHERE key = %s", (f"{days} days", f"retention_{tier}"))
     for sid, (tier, table) in SERIES.items():
@@ -43,10 +43,12 @@ def seed(conn: psycopg.Connection) -> tuple[datetime, list[tuple[int, str, datet
             "INSERT INTO series_table (series_id, name, retention, overlapping) VALUES (%s, %s, %s, %s)",
             (sid, f"s{sid}", tier, table == "overlapping"),
         )
-    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    now = datetime.now(UTC)
     day = timedelta(days=1)
     rows: list[tuple[int, str, datetime]] = []
-    rows += [(1, "flat", now - k * HOUR) for k in range(90 * 24)]  # short: the last 90 days, hourly
+    # short: the last 90 days, hourly, each half an hour off now (the cutoff retention computes a
+    # moment later, now() - 30 days, stays half an hour from every row)
+    rows += [(1, "flat", now - HOUR / 2 - k * HOUR) for k in range(90 * 24)]
     rows += [(2, "overlapping", now - d * day) for d in (500, 501, 300)]  # medium
     rows += [(3, "flat", now - d * day) for d in (1500, 900)]  # long
     rows += [(4, "flat", now - d * day) for d in (2000, 5)]  # forever
@@ -60,7 +62,7 @@ def seed(conn: psycopg.Connection) -> tuple[datetime, list[tuple[int, str, datet
         # a correction of a kept and of an expired valid_time of the short series
         cur.executemany(
             "INSERT INTO flat (series_id, valid_time, value, change_time) VALUES (1, %s, 2, now() + interval '1 s')",
-            [(now - 10 * day,), (now - 40 * day,)],
+            [(now - HOUR / 2 - 240 * HOUR,), (now - HOUR / 2 - 960 * HOUR,)],  # (10 and 40 days back)
         )
         conn.execute("INSERT INTO batches_table (batch_id, series_id, known_time) VALUES (1, 2, now()), (2, 2, now())")
         # two versions of each valid_time of the overlapping series
@@ -68,7 +70,7 @@ def seed(conn: psycopg.Connection) -> tuple[datetime, list[tuple[int, str, datet
             "INSERT INTO overlapping (batch_id, series_id, valid_time, known_time, value) VALUES (%s, 2, %s, %s, 1)",
             [(b, vt, vt - b * day) for s, t, vt in rows if t == "overlapping" for b in (1, 2)],
         )
-    rows += [(1, "flat", now - 10 * day), (1, "flat", now - 40 * day)]
+    rows += [(1, "flat", now - HOUR / 2 - 240 * HOUR), (1, "flat", now - HOUR / 2 - 960 * HOUR)]
     rows += [(2, "overlapping", vt) for s, t, vt in rows if t == "overlapping"]  # (the second versions)
     return now, rows
 
@@ -117,7 +119,7 @@ def test_retention_drops_expired_months_deletes_at_the_edges_and_keeps_the_rest(
     assert f"flat_p{month(now - timedelta(days=30))}" in names(conn)
     # a kept valid_time keeps its correction (both rows); an expired one lost both
     both = conn.execute(
-        "SELECT count(*) FROM flat WHERE series_id = 1 AND valid_time = %s", (now - timedelta(days=10),)
+        "SELECT count(*) FROM flat WHERE series_id = 1 AND valid_time = %s", (now - HOUR / 2 - 240 * HOUR,)
     ).fetchone()
     assert both == (2,)
     assert retention.plan(conn) == []  # (nothing left to do)

@@ -132,6 +132,12 @@ def seed_series(dsn: str, rows: int, *, overlapping: bool = False, name: str = "
             "INSERT INTO series_table (name, unit, overlapping) VALUES (%s, 'MW', %s) RETURNING series_id",
             (name, overlapping),
         ).fetchone()[0]
+        # the months the rows span get their partitions first (a direct INSERT does not make them)
+        conn.execute(
+            "SELECT timedb_ensure_partitions(%s::regclass, array(SELECT '2020-01-01+00'::timestamptz"
+            " + m * interval '1 month' FROM generate_series(0, %s / 40000) AS m))",
+            ("overlapping" if overlapping else "flat", rows),
+        )
         if overlapping:
             for r in range(revisions):
                 batch = conn.execute(
