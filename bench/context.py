@@ -39,7 +39,8 @@ class Bench:
     def __init__(self, cfg: Config, db: Database, server: Server, report: Report) -> None:
         self.cfg, self.db, self.server, self.report = cfg, db, server, report
         self.http = Client(server.port)
-        self.conn = psycopg.connect(db.dsn)
+        # the raw side runs the server's queries as the server does: without JIT (timedb.db.pool)
+        self.conn = psycopg.connect(db.dsn, options="-c jit=off")
         self.client = cfg.client if cfg.client != "auto" else ("wrk" if load.have_wrk() else "python")
         self.usages: dict[str, list[dict[str, float]]] = {}
         self._preloaded: Preloaded | None = None

@@ -96,11 +96,17 @@ class Pool(ConnectionPool):
 
 def _begin(statement_timeout: float, lock_timeout: float) -> bytes:
     """BEGIN with the transaction's limits in one simple-protocol message (no extra round
-    trip); SET LOCAL, not session settings, so it holds behind a pooler in transaction mode."""
+    trip); SET LOCAL, not session settings, so it holds behind a pooler in transaction mode.
+
+    JIT off: timedb's statements are index lookups whose cost estimates grow with the table
+    (a series' share of it), so on a large table PostgreSQL would compile each read just in
+    time; measured on 100,000,000 rows, a 1,000-point read spent 132 ms compiling for 6 ms of
+    execution."""
     return (
         f"BEGIN; SET LOCAL statement_timeout = {round(statement_timeout * 1000)};"
         f" SET LOCAL lock_timeout = {round(lock_timeout * 1000)};"
-        f" SET LOCAL idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+        f" SET LOCAL idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_TIMEOUT_MS};"
+        " SET LOCAL jit = off"
     ).encode()
 
 
