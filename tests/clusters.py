@@ -403,3 +403,82 @@ class PgBouncer(_Server):
     def stop(self, timeout: float = 10) -> None:
         """Immediate shutdown (SIGTERM); SIGKILL after timeout."""
         _stop(self.proc, signal.SIGTERM, timeout)
+
+
+def standby_binaries_missing() -> str | None:
+    """Why a streaming standby cannot be made here (fixtures pytest.skip with it), or None."""
+    try:
+        folder = _pg_bin()
+    except RuntimeError as exc:
+        return str(exc)
+    missing = [name for name in ("initdb", "postgres", "pg_basebackup") if not (folder / name).exists()]
+    if missing:
+        return f"no {', '.join(missing)} in {folder} (set TIMEDB_TEST_PG_BIN to PostgreSQL's server binaries)"
+    return None
+
+
+class Standby(Cluster):
+    """A streaming hot standby of a Cluster: `pg_basebackup -R` of the primary, then a server of
+    its own (stop, restart and kill9 as any Cluster). The primary keeps the default wal_level
+    (replica) and max_wal_senders; initdb's pg_hba.conf lets loopback replication connect."""
+
+    def __init__(self, root: Path, primary: Cluster, **settings: str | int) -> None:
+        """settings: postgresql.conf lines over the primary's (a standby needs max_connections and
+        the like at least as large as its primary's)."""
+        super().__init__(root, **{**primary.settings, **settings})
+        self.primary = primary
+
+    def _initdb(self) -> None:
+        self.data.mkdir(mode=0o700)
+        if run_as := _run_as():
+            os.chown(self.data, run_as["user"], run_as["group"])
+        with self.log.open("ab") as log:
+            done = subprocess.run(
+                [
+                    str(_pg_bin() / "pg_basebackup"),
+                    "-R",  # standby.signal and primary_conninfo: it streams from the primary
+                    "-D",
+                    str(self.data),
+                    "-d",
+                    self.primary.dsn,
+                    "--checkpoint=fast",
+                    "--no-sync",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env=_env(),
+                timeout=120,
+                check=False,
+                **run_as,
+            )
+        if done.returncode:
+            raise RuntimeError(f"pg_basebackup failed; {self.log}:\n{_tail(self.log)}")
+        with (self.data / "postgresql.conf").open("a") as conf:
+            for key, value in self.settings.items():
+                quoted = value.replace("'", "''")
+                conf.write(f"{key} = '{quoted}'\n")
+
+    def _query(self, dsn: str, statement: str, params: Any = None) -> Any:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5, application_name="clusters") as conn:
+            row = conn.execute(statement, params).fetchone()
+        return row[0] if row else None
+
+    def pause_replay(self) -> None:
+        """pg_wal_replay_pause(): the standby keeps receiving WAL but its data stays as it is."""
+        self._query(self.dsn, "SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        self._query(self.dsn, "SELECT pg_wal_replay_resume()")
+
+    def wait_caught_up(self, timeout: float = 30) -> None:
+        """Return once the standby has replayed everything the primary had written when called."""
+        target = self._query(self.primary.dsn, "SELECT pg_current_wal_lsn()::text")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(psycopg.OperationalError):
+                if self._query(self.dsn, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [target]):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"the standby did not replay up to {target} within {timeout} s")

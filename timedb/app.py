@@ -28,7 +28,8 @@ from starlette.responses import Response
 
 from timedb import access_log, auth, metrics, spec_document, web_headers
 from timedb.db.pool import check_database, make_pool, open_pool, redact
-from timedb.errors import TimedbError
+from timedb.db.replica import Replica
+from timedb.errors import ConfigError, TimedbError
 from timedb.handlers.streaming import install_quiet_abort
 from timedb.limits import BodyLimits
 from timedb.problems import CONNEXION_ERRORS, render_connexion_problem, render_problem, render_unexpected
@@ -105,16 +106,37 @@ def make_lifespan(settings: Settings) -> Any:
                 "(until then requests that need them answer 503).",
                 redact(settings.dsn),
             )
+        try:
+            replica = await anyio.to_thread.run_sync(start_replica, settings)
+        except StartupError:
+            await anyio.to_thread.run_sync(pool.close)
+            raise
         metrics.refresh_pool(pool)  # (in multiprocess mode a scrape shows this worker's pool at once)
         tokens, listener = auth.start(pool, settings)
         try:
-            yield {"pool": pool, "settings": settings, "tokens": tokens}
+            yield {"pool": pool, "replica": replica, "settings": settings, "tokens": tokens}
         finally:
             if listener is not None:
                 await anyio.to_thread.run_sync(listener.stop)
+            if replica is not None:
+                await anyio.to_thread.run_sync(replica.close)
             await anyio.to_thread.run_sync(pool.close)
 
     return lifespan
+
+
+def start_replica(settings: Settings) -> Replica | None:
+    """The read replica of TIMEDB_READ_DSN, checked once; None when none is configured. An
+    unreachable replica does not stop the start (reads use the primary until it answers); a
+    malformed DSN does."""
+    if settings.read_dsn is None:
+        return None
+    try:
+        replica = Replica(settings)
+    except ConfigError as exc:
+        raise StartupError(f"timedb: {exc}") from None
+    replica.start()
+    return replica
 
 
 @cache

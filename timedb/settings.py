@@ -116,6 +116,11 @@ class Settings:
     # "text": log lines as uvicorn prints them; "json": one JSON object per line on stderr,
     # with an access line per request (timedb.access_log)
     log_format: str = "text"
+    # a read replica (streaming standby) for reads that need not see the latest write
+    # (timedb.db.replica); None: every request uses the primary, dsn
+    read_dsn: str | None = None
+    # seconds of replay lag beyond which reads skip the replica as if it were down (0: no limit)
+    read_max_lag: float = 0.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -142,6 +147,8 @@ class Settings:
             auth=_choice(env, "TIMEDB_AUTH", AUTH_MODES, unset="auto"),
             cors_origins=tuple(o.strip() for o in env.get("TIMEDB_CORS_ORIGINS", "").split(",") if o.strip()),
             log_format=_choice(env, "TIMEDB_LOG_FORMAT", LOG_FORMATS, unset="text"),
+            read_dsn=env.get("TIMEDB_READ_DSN", "").strip() or None,
+            read_max_lag=read_duration(env, "TIMEDB_READ_MAX_LAG", d.read_max_lag),
         )
         if not 0 <= settings.pool_min_size <= settings.pool_max_size or settings.pool_max_size < 1:
             raise ConfigError(

@@ -119,3 +119,42 @@ def test_an_unreadable_dotenv_counts_as_empty(tmp_path):
     (tmp_path / "dir.env").mkdir()
     assert read_dotenv(tmp_path / "dir.env") == {}
     assert read_dotenv(tmp_path / "missing.env") == {}
+
+
+def test_no_read_replica_unless_configured():
+    settings = Settings.from_env({"TIMEDB_DSN": "x"})
+    assert (settings.read_dsn, settings.read_max_lag) == (None, 0.0)
+    assert Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_READ_DSN": "  "}).read_dsn is None
+
+
+def test_read_dsn_and_max_lag():
+    env = {
+        "TIMEDB_DSN": "postgresql://primary/db",
+        "TIMEDB_READ_DSN": " postgresql://replica/db ",
+        "TIMEDB_READ_MAX_LAG": "30s",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.dsn, settings.read_dsn, settings.read_max_lag) == (
+        "postgresql://primary/db",
+        "postgresql://replica/db",
+        30.0,
+    )
+    assert Settings.from_env({**env, "TIMEDB_READ_MAX_LAG": "500ms"}).read_max_lag == 0.5
+    assert Settings.from_env({**env, "TIMEDB_READ_MAX_LAG": "0"}).read_max_lag == 0.0
+
+
+def test_read_dsn_comes_from_dotenv_like_the_dsn(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text(
+        "TIMEDB_DSN=postgresql:///a\nTIMEDB_READ_DSN=postgresql://replica/a  # hot standby\n"
+    )
+    monkeypatch.delenv("TIMEDB_READ_DSN", raising=False)
+    assert Settings.from_env(environment(tmp_path)).read_dsn == "postgresql://replica/a"
+    monkeypatch.setenv("TIMEDB_READ_DSN", "postgresql://other/a")
+    assert Settings.from_env(environment(tmp_path)).read_dsn == "postgresql://other/a"
+
+
+@pytest.mark.parametrize("raw", ["soon", "-5s", "1 week"])
+def test_a_bad_max_lag_names_the_variable(raw):
+    with pytest.raises(ConfigError, match="TIMEDB_READ_MAX_LAG") as caught:
+        Settings.from_env({"TIMEDB_DSN": "x", "TIMEDB_READ_DSN": "y", "TIMEDB_READ_MAX_LAG": raw})
+    assert "\n" not in str(caught.value)

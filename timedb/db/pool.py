@@ -43,7 +43,7 @@ class CappedBackoff(AttemptWithBackoff):
 class Pool(ConnectionPool):
     """psycopg's pool, with timedb's limits on every transaction and a capped reconnect backoff."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, name: str = "timedb") -> None:
         super().__init__(
             settings.dsn,
             min_size=settings.pool_min_size,
@@ -53,7 +53,7 @@ class Pool(ConnectionPool):
             open=False,
             check=check_idle_connection,
             configure=self._configure if settings.prepare_threshold is not None else None,
-            name="timedb",
+            name=name,
             # transactions are begun by `checkout()`, together with their limits
             kwargs={"application_name": "timedb", "autocommit": True, "prepare_threshold": settings.prepare_threshold},
         )
@@ -62,6 +62,7 @@ class Pool(ConnectionPool):
         self.begin_watched = _begin(0, settings.lock_timeout)
         # True while new connections fail: tells "database away" from "all connections busy"
         self.connect_failing = False
+        self.connect_error = ""  # why the last failed attempt failed (first line, for log lines)
         self.pooler_seen = False
 
     # _add_connection and _connect override psycopg_pool internals (stable through 3.2.1-3.3,
@@ -87,8 +88,9 @@ class Pool(ConnectionPool):
     def _connect(self, timeout: float | None = None) -> psycopg.Connection:
         try:
             conn = super()._connect(timeout)
-        except BaseException:
+        except BaseException as exc:
             self.connect_failing = True
+            self.connect_error = first_line(exc)
             raise
         self.connect_failing = False
         return conn

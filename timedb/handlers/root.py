@@ -12,7 +12,7 @@ from timedb.db.pool import in_transaction
 from timedb.db.schema import schema_present
 from timedb.errors import SchemaMissing
 from timedb.formats.negotiate import prefers
-from timedb.handlers.context import pool
+from timedb.handlers.context import pool, replica
 from timedb.media_types import HTML, JSON_HEADERS
 
 JSON = JSON_HEADERS
@@ -82,7 +82,11 @@ async def get_health() -> tuple[dict[str, Any], int, dict[str, str]]:
 
 
 def get_readiness() -> tuple[dict[str, Any], int, dict[str, str]]:
-    """The database answers and the timedb tables exist."""
+    """The database answers and the timedb tables exist; with a read replica, its state as its
+    monitor last saw it (never a wait on a replica that is away: reads do without it)."""
     if not in_transaction(pool(), schema_present):
         raise SchemaMissing()
-    return {"status": "ready"}, 200, JSON
+    ready: dict[str, Any] = {"status": "ready"}
+    if (read_replica := replica()) is not None:
+        ready["replica"] = read_replica.report()
+    return ready, 200, JSON

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from timedb.db import series as db
 from timedb.db.pool import Connection, in_transaction
 from timedb.errors import InvalidInput, items_detail
-from timedb.handlers.context import body, parse_labels, pool
+from timedb.handlers.context import body, parse_labels, pool, read_transaction
 from timedb.handlers.idempotent import respond_once
 from timedb.media_types import JSON_HEADERS
 
@@ -59,9 +59,9 @@ def create_series_bulk() -> Response:
     )
 
 
-def get_series(series_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
+def get_series(series_id: int, consistency: str = "eventual") -> tuple[dict[str, Any], int, dict[str, str]]:
     """One series."""
-    return in_transaction(pool(), lambda conn: db.get_series(conn, series_id)), 200, JSON
+    return read_transaction(lambda conn: db.get_series(conn, series_id), consistency), 200, JSON
 
 
 def update_series(series_id: int) -> Response:
@@ -120,6 +120,7 @@ def list_series(
     series_id: int | None = None,
     limit: int = PAGE_SIZE,
     cursor: str | None = None,
+    consistency: str = "eventual",
 ) -> tuple[list[dict[str, Any]], int, dict[str, str]]:
     """Matching series, ordered by name, unit, series_id; paged with limit + Link."""
     flt = _filter(name, labels, unit, series_id)
@@ -134,7 +135,7 @@ def list_series(
             after = (last["name"], last["unit"], after_id)
         return db.list_series(conn, flt, limit=limit + 1, after=after)
 
-    rows = in_transaction(pool(), work)
+    rows = read_transaction(work, consistency)
     headers = dict(JSON)
     if len(rows) > limit:
         rows = rows[:limit]
@@ -150,16 +151,21 @@ def list_labels(
     labels: str | None = None,
     unit: str | None = None,
     series_id: int | None = None,
+    consistency: str = "eventual",
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Sorted distinct values of one label key across matching series."""
     flt = _filter(name, labels, unit, series_id)
-    values = in_transaction(pool(), lambda conn: db.label_values(conn, label_key, flt))
+    values = read_transaction(lambda conn: db.label_values(conn, label_key, flt), consistency)
     return {"label_key": label_key, "values": values}, 200, JSON
 
 
 def count_series(
-    name: str | None = None, labels: str | None = None, unit: str | None = None, series_id: int | None = None
+    name: str | None = None,
+    labels: str | None = None,
+    unit: str | None = None,
+    series_id: int | None = None,
+    consistency: str = "eventual",
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Number of series matching every filter."""
     flt = _filter(name, labels, unit, series_id)
-    return {"count": in_transaction(pool(), lambda conn: db.count_series(conn, flt))}, 200, JSON
+    return {"count": read_transaction(lambda conn: db.count_series(conn, flt), consistency)}, 200, JSON

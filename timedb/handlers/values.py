@@ -13,7 +13,7 @@ from timedb.db import bulk
 from timedb.db import corrections as fix
 from timedb.db import values_write as write
 from timedb.db.locks import lock_series
-from timedb.db.pool import Connection
+from timedb.db.pool import Connection, Pool
 from timedb.db.read_query import Mode, ReadSpec
 from timedb.db.series import SeriesFilter, get_by_ids, resolve_one
 from timedb.db.values_copy import CopyStream, Printed
@@ -25,7 +25,7 @@ from timedb.formats.csv import CsvBody
 from timedb.formats.json import JsonBody
 from timedb.formats.ndjson import NdjsonBody
 from timedb.formats.negotiate import negotiate
-from timedb.handlers.context import body, parse_labels, pool, token_caller
+from timedb.handlers.context import body, parse_labels, read, token_caller
 from timedb.handlers.idempotent import respond_once
 from timedb.handlers.read_params import read_spec, spec_args
 from timedb.handlers.streaming import respond
@@ -124,6 +124,7 @@ def read_values(
     versions: bool = False,
     include_updates: bool = False,
     format: str | None = None,
+    consistency: str = "eventual",
     **params: Any,
 ) -> Response:
     """Read one series: latest values, every version, or the full audit trail."""
@@ -139,14 +140,15 @@ def read_values(
     for given_by_security in ("user", "token_info"):  # (Connexion passes these to a **params handler)
         params.pop(given_by_security, None)
     spec = _for_format(fmt, read_spec(mode, **params))
-    # opening resolves the series: lookup errors become problem responses here
-    return respond(_open(fmt, one_series(flt, spec), spec))
+    # opening resolves the series and reads the first rows: lookup errors become problem
+    # responses here, and a replica that fails so far leaves the read to the primary
+    return read(lambda p: respond(_open(p, fmt, one_series(flt, spec), spec)), consistency)
 
 
 MAX_SERIES = 10_000
 
 
-def query_values(format: str | None = None) -> Response:
+def query_values(format: str | None = None, consistency: str = "eventual") -> Response:
     """Read many series in one request (POST /values/query)."""
     req = body()
     mode = Mode(req.get("mode", "latest"))
@@ -160,15 +162,13 @@ def query_values(format: str | None = None) -> Response:
         raise InvalidInput(
             "Give either 'series' (a list of series) or 'filter' (name, unit, labels), not both.", body="/filter"
         )
-    found: list[dict[str, Any]] = []
-    plan = many_series(
-        req.get("series"),
-        flt and SeriesFilter(name=flt.get("name"), unit=flt.get("unit"), labels=flt.get("labels") or None),
-        spec,
-        MAX_SERIES,
-        found,
-    )
-    return respond(_open(fmt, plan, spec, found))
+    chosen = flt and SeriesFilter(name=flt.get("name"), unit=flt.get("unit"), labels=flt.get("labels") or None)
+
+    def open_(p: Pool) -> Response:
+        found: list[dict[str, Any]] = []  # (one per attempt: the plan fills it when it runs)
+        return respond(_open(p, fmt, many_series(req.get("series"), chosen, spec, MAX_SERIES, found), spec, found))
+
+    return read(open_, consistency)
 
 
 def _for_format(fmt: str, spec: ReadSpec) -> ReadSpec:
@@ -179,13 +179,13 @@ def _for_format(fmt: str, spec: ReadSpec) -> ReadSpec:
 COPY_FORMATS = ("csv", "arrow")
 
 
-def _open(fmt: str, plan: Plan, spec: ReadSpec, series: list[dict[str, Any]] | None = None) -> Body:
-    """Start the read (rows for JSON and NDJSON, COPY output for CSV and Arrow) and its body
-    in format fmt; series: the list a multi-series plan fills when it runs."""
+def _open(pool: Pool, fmt: str, plan: Plan, spec: ReadSpec, series: list[dict[str, Any]] | None = None) -> Body:
+    """Start the read (rows for JSON and NDJSON, COPY output for CSV and Arrow) on a connection
+    of pool and its body in format fmt; series: the list a multi-series plan fills when it runs."""
     many = series is not None
     if fmt in COPY_FORMATS:
         copy = CopyStream(
-            pool(),
+            pool,
             plan,
             spec.mode,
             many=many,
@@ -197,7 +197,7 @@ def _open(fmt: str, plan: Plan, spec: ReadSpec, series: list[dict[str, Any]] | N
         except BaseException:
             copy.close()
             raise
-    rows = RowStream(pool(), plan, spec.out_tz)
+    rows = RowStream(pool, plan, spec.out_tz)
     return JsonBody(rows, spec.mode, series) if fmt == "json" else NdjsonBody(rows, spec.mode, series)
 
 
