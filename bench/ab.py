@@ -8,8 +8,8 @@ database of its own, made by its own `create_tables`, and one uvicorn worker run
 (PYTHONPATH), holding the same rows: a flat series with hourly values over `--months` months (so
 a partitioned layout has that many partitions), an overlapping read series of 1,000 valid times
 x 10 revisions. The cases are wrk loops on one connection: latest reads of the read series
-without and with a valid_time range, and POST /values of 100 points (flat) and 10,000 points
-(overlapping). Prints the median requests/s of each side and B/A.
+without and with a valid_time range, one correction per PUT /values, and POST /values of 100
+points (flat) and 10,000 points (overlapping). Prints the median requests/s of each side and B/A.
 """
 
 from __future__ import annotations
@@ -99,6 +99,13 @@ def cases(ids: dict[str, int]) -> dict[str, list[str]]:
         "GET /values latest, 1,000 points x 10 revisions": [f"GET /values?series_id={read}"],
         "the same with a valid_time range": [
             f"GET /values?series_id={read}&start_valid=2023-03-02T00:00:00Z&end_valid=2023-03-13T00:00:00Z"
+        ],
+        "PUT /values, 1 correction (flat)": [
+            "PUT /values "
+            + orjson.dumps(
+                {"updates": [{"series_id": ids["history"], "valid_time": _iso(1_685_577_600 + h * 3600), "value": 2.0}]}
+            ).decode()
+            for h in range(100)  # (2023-06-01 onwards, a different hour each request)
         ],
         "POST /values flat, 100 points": [post(ids["post_flat"], 100, 60)],
         "POST /values overlapping, 10,000 points": [post(ids["post_fc"], 10_000, 15)],
