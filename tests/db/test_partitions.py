@@ -202,3 +202,19 @@ def test_a_table_with_children_of_its_own_is_not_moved(make_database):
     with psycopg.connect(dsn) as c:
         kinds = dict(c.execute("SELECT relname, relkind FROM pg_class WHERE relname IN ('flat', 'overlapping')"))
     assert kinds == {"flat": "r", "overlapping": "p"}
+
+
+def test_months_at_the_ends_of_the_calendar_are_made_and_listed(conn):
+    """December 9999 ends in year 10000 and a month before year 1 is BC: neither stops the
+    listing (or retention, which reads it); such a bound is listed as None."""
+    conn.execute("SET TimeZone = 'America/St_Johns'")  # (year 1 in UTC prints as BC here)
+    conn.execute(
+        "SELECT timedb_ensure_partitions('flat', ARRAY['9999-12-31 23:00+00', '0001-01-01 00:00+00',"
+        " '0001-12-31 20:00+00 BC']::timestamptz[])"
+    )
+    found = {p.name: p for p in partitions.listing(conn)}
+    assert (found["flat_p999912"].lower, found["flat_p999912"].upper) == (datetime(9999, 12, 1, tzinfo=UTC), None)
+    assert found["flat_p000101"].lower == datetime(1, 1, 1, tzinfo=UTC)
+    assert found["flat_p000112_bc"].lower is None and found["flat_p000112_bc"].upper == datetime(1, 1, 1, tzinfo=UTC)
+    assert partitions.month_start(datetime.fromisoformat("0001-01-01T00:00:00+05:00")).year == 1  # (left to SQL)
+    conn.execute("DROP TABLE flat_p999912, flat_p000101, flat_p000112_bc")

@@ -39,8 +39,13 @@ class PartitionMissing(Exception):  # a signal to pool.in_transaction, never an 
 
 
 def month_start(ts: datetime) -> datetime:
-    """The first instant of ts's calendar month in UTC."""
-    ts = ts.astimezone(UTC)
+    """The first instant of ts's calendar month in UTC; ts itself where UTC is outside Python's
+    years 1-9999 (0001-01-01T00:00+05:00 is in year 0 in UTC): timedb_ensure_partitions
+    truncates what it is given in UTC itself."""
+    try:
+        ts = ts.astimezone(UTC)
+    except OverflowError:
+        return ts
     return datetime(ts.year, ts.month, 1, tzinfo=UTC)
 
 
@@ -202,10 +207,14 @@ class Partition:
     bytes: int
 
 
+# bounds as seconds since 1970 (psycopg cannot read a bound past year 9999, e.g. the upper bound
+# of December 9999, and text would follow the session's TimeZone)
 LIST = """
 SELECT p.relname, c.relname,
-       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\)'))[1]::timestamptz,
-       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\(''([^'']+)''\\)'))[1]::timestamptz,
+       extract(epoch FROM (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\)'))[1]
+               ::timestamptz),
+       extract(epoch FROM (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\(''([^'']+)''\\)'))[1]
+               ::timestamptz),
        c.reltuples::bigint, pg_total_relation_size(c.oid)
   FROM pg_inherits i
   JOIN pg_class c ON c.oid = i.inhrelid
@@ -218,7 +227,24 @@ SELECT p.relname, c.relname,
 def listing(conn: psycopg.Connection, tables: Iterable[str] = FACT_TABLES) -> list[Partition]:
     """The partitions of the fact tables, by table and month (bounds as printed by PostgreSQL,
     with their offset, so the session's TimeZone does not matter)."""
-    return [Partition(*row) for row in conn.execute(LIST, (list(tables),)).fetchall()]
+    return [
+        Partition(parent, name, _instant(lower), _instant(upper), rows, size)
+        for parent, name, lower, upper, rows, size in conn.execute(LIST, (list(tables),)).fetchall()
+    ]
+
+
+def _instant(epoch: float | None) -> datetime | None:
+    """A bound as a datetime; None for MINVALUE/MAXVALUE and for bounds outside years 1-9999
+    (such a month is never dropped by retention, and is listed without that bound)."""
+    if epoch is None:
+        return None
+    try:
+        return EPOCH + timedelta(seconds=float(epoch))
+    except OverflowError:
+        return None
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def count_rows(conn: psycopg.Connection, part: Partition) -> Partition:

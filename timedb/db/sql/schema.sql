@@ -112,6 +112,7 @@ DECLARE
     nsp   text;
     rel   text;
     month timestamp;  -- a month's first instant, in UTC
+    next_month timestamp;
     part  text;
     made  integer := 0;
 BEGIN
@@ -123,7 +124,8 @@ BEGIN
     END IF;
     FOR month IN SELECT DISTINCT date_trunc('month', m AT TIME ZONE 'UTC') FROM unnest(months) AS m
                   WHERE m IS NOT NULL ORDER BY 1 LOOP
-        part := rel || '_p' || to_char(month, 'YYYYMM');
+        -- (a month before year 1 gets _bc: to_char prints year 1 BC as 0001)
+        part := rel || '_p' || to_char(month, 'YYYYMM') || CASE WHEN month < '0001-01-01' THEN '_bc' ELSE '' END;
         CONTINUE WHEN to_regclass(format('%I.%I', nsp, part)) IS NOT NULL;
         -- makers of partitions take turns: ATTACH needs this lock anyway, it conflicts with
         -- itself only (reads and writes go on), and taking a table lock makes the check below
@@ -132,13 +134,19 @@ BEGIN
         CONTINUE WHEN to_regclass(format('%I.%I', nsp, part)) IS NOT NULL;
         EXECUTE format('CREATE TABLE %I.%I (LIKE %I.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
                        nsp, part, nsp, rel);
+        next_month := month + interval '1 month';
         BEGIN
             EXECUTE format('ALTER TABLE %I.%I ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
-                           nsp, rel, nsp, part, to_char(month, 'YYYY-MM-DD"T"HH24:MI:SS+00'),
-                           to_char(month + interval '1 month', 'YYYY-MM-DD"T"HH24:MI:SS+00'));
+                           nsp, rel, nsp, part,
+                           to_char(month, 'YYYY-MM-DD"T"HH24:MI:SS"+00"') || CASE WHEN month < '0001-01-01' THEN ' BC' ELSE '' END,
+                           to_char(next_month, 'YYYY-MM-DD"T"HH24:MI:SS"+00"')
+                               || CASE WHEN next_month < '0001-01-01' THEN ' BC' ELSE '' END);
             made := made + 1;
         EXCEPTION WHEN invalid_object_definition THEN
             -- a partition made by hand (another name) already holds this month: use it
+            IF SQLERRM NOT LIKE '%overlap%' THEN
+                RAISE;
+            END IF;
             EXECUTE format('DROP TABLE %I.%I', nsp, part);
         END;
     END LOOP;
