@@ -270,23 +270,30 @@ class Cluster(_Server):
             return False
 
     def _initdb(self) -> None:
+        self._make_data(
+            "initdb",
+            [
+                "-D",
+                str(self.data),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+                "--no-instructions",
+            ],
+        )
+
+    def _make_data(self, tool: str, args: list[str]) -> None:
+        """Make the data folder with a PostgreSQL tool (initdb, pg_basebackup), as the server's
+        user, then append this cluster's settings to its postgresql.conf."""
         self.data.mkdir(mode=0o700)
         if run_as := _run_as():
             os.chown(self.data, run_as["user"], run_as["group"])
         with self.log.open("ab") as log:
             done = subprocess.run(
-                [
-                    str(_pg_bin() / "initdb"),
-                    "-D",
-                    str(self.data),
-                    "-U",
-                    SUPERUSER,
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--no-locale",
-                    "--no-sync",
-                    "--no-instructions",
-                ],
+                [str(_pg_bin() / tool), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -297,7 +304,7 @@ class Cluster(_Server):
                 **run_as,
             )
         if done.returncode:
-            raise RuntimeError(f"initdb failed; {self.log}:\n{_tail(self.log)}")
+            raise RuntimeError(f"{tool} failed; {self.log}:\n{_tail(self.log)}")
         with (self.data / "postgresql.conf").open("a") as conf:
             for key, value in self.settings.items():
                 quoted = value.replace("'", "''")
@@ -429,45 +436,28 @@ class Standby(Cluster):
         self.primary = primary
 
     def _initdb(self) -> None:
-        self.data.mkdir(mode=0o700)
-        if run_as := _run_as():
-            os.chown(self.data, run_as["user"], run_as["group"])
-        with self.log.open("ab") as log:
-            done = subprocess.run(
-                [
-                    str(_pg_bin() / "pg_basebackup"),
-                    "-R",  # standby.signal and primary_conninfo: it streams from the primary
-                    "-D",
-                    str(self.data),
-                    "-d",
-                    self.primary.dsn,
-                    "--checkpoint=fast",
-                    "--no-sync",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                env=_env(),
-                timeout=120,
-                check=False,
-                **run_as,
-            )
-        if done.returncode:
-            raise RuntimeError(f"pg_basebackup failed; {self.log}:\n{_tail(self.log)}")
-        with (self.data / "postgresql.conf").open("a") as conf:
-            for key, value in self.settings.items():
-                quoted = value.replace("'", "''")
-                conf.write(f"{key} = '{quoted}'\n")
+        # -R: standby.signal and primary_conninfo, so it streams from the primary
+        self._make_data(
+            "pg_basebackup", ["-R", "-D", str(self.data), "-d", self.primary.dsn, "--checkpoint=fast", "--no-sync"]
+        )
 
     def _query(self, dsn: str, statement: str, params: Any = None) -> Any:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=5, application_name="clusters") as conn:
             row = conn.execute(statement, params).fetchone()
         return row[0] if row else None
 
-    def pause_replay(self) -> None:
-        """pg_wal_replay_pause(): the standby keeps receiving WAL but its data stays as it is."""
+    def pause_replay(self, timeout: float = 10) -> None:
+        """pg_wal_replay_pause(): the standby keeps receiving WAL but its data stays as it is.
+        The call only asks; this returns once replay has stopped (PostgreSQL 14+ tells; a write
+        right after the request could otherwise still be replayed, as CI once saw)."""
         self._query(self.dsn, "SELECT pg_wal_replay_pause()")
+        if self._query(self.dsn, "SELECT to_regproc('pg_get_wal_replay_pause_state') IS NULL"):
+            return  # (PostgreSQL 13)
+        deadline = time.monotonic() + timeout
+        while self._query(self.dsn, "SELECT pg_get_wal_replay_pause_state()") != "paused":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the standby's replay did not pause within {timeout} s")
+            time.sleep(0.05)
 
     def resume_replay(self) -> None:
         self._query(self.dsn, "SELECT pg_wal_replay_resume()")
