@@ -14,6 +14,7 @@ import psycopg
 from bench import load
 from bench.data import T0
 from bench.httpclient import Client
+from timedb.db import extent
 
 if TYPE_CHECKING:
     from bench.context import Bench
@@ -71,6 +72,9 @@ def preload(bench: Bench) -> Preloaded:
     correct_flat_series = bench.series("correct_flat", False)
     correct_flat_points = max(cfg.big_rows - bench.count_rows("flat"), 1_000)
     _flat(conn, correct_flat_series, correct_flat_points)
+    # the series' extents, as `timedb create tables` makes them after rows written with SQL
+    extent.recompute(conn)
+    conn.commit()
     conn.autocommit = True
     conn.execute("VACUUM ANALYZE")  # autovacuum may be off: give the planner statistics
     try:

@@ -149,6 +149,13 @@ def test_create_tables_moves_an_older_database_into_partitions_without_losing_a_
         assert partitions.schema_version(c) == partitions.PARTITIONED_VERSION
         assert {"flat_p202211", "flat_p202212", "flat_p202301", "flat_p202302"} <= partition_names(c, "flat")
         assert c.execute("SELECT to_regclass('flat_unpartitioned')").fetchone() == (None,)
+        # each series' extent: the first and last valid_time of its rows
+        spans = {}
+        for table, at in (("flat", 1), ("overlapping", 2)):  # (overlapping: batch_id first)
+            for sid, vt in ((r[at], r[at + 1]) for r in before[table]):
+                lo, hi = spans.get(sid, (vt, vt))
+                spans[sid] = (min(lo, vt), max(hi, vt))
+        assert {r[0]: (r[1], r[2]) for r in c.execute("SELECT * FROM series_extent")} == spans
         # new rows continue the ids
         new_id = c.execute(
             "INSERT INTO flat (series_id, valid_time, value) VALUES (1, '2023-01-15+00', 5) RETURNING flat_id"

@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from timedb.bulk_columns import RowColumns, SeriesKey, instant, micros
-from timedb.db import caller, copy_binary, partitions
+from timedb.db import caller, copy_binary, extent, partitions
 from timedb.db.locks import lock_series
 from timedb.db.series import resolve_statement
 from timedb.errors import AmbiguousSeries, DuplicateValidTime, SeriesNotFound, Unprocessable, VersionConflict
@@ -229,6 +229,7 @@ def load(
             except psycopg.errors.UniqueViolation:
                 raise _duplicates(sid, cols.valid_time, kt, in_table) from None
             written += n
+    _widen(conn, sid, cols.valid_time, keep)
     batches = [
         {
             "series_id": pairs.series_id[p],
@@ -430,6 +431,17 @@ def _copy(
     with partitions.routed(table, lambda: _months(pick(cols.valid_time))), conn.cursor() as cur, cur.copy(stmt) as copy:
         for block in copy_binary.encode(columns):
             copy.write(block)
+
+
+def _widen(conn: psycopg.Connection, sid: pa.Array, valid_time: pa.Array, keep: pa.Array | None) -> None:
+    """Widen the extent of each series written to (its rows' first and last valid_time)."""
+    rows = pa.table({"s": sid, "v": valid_time})
+    if keep is not None:
+        rows = rows.filter(keep)
+    spans = rows.group_by("s").aggregate([("v", "min"), ("v", "max")])
+    lows = map(instant, spans["v_min"].to_pylist())
+    highs = map(instant, spans["v_max"].to_pylist())
+    extent.widen(conn, zip(spans["s"].to_pylist(), lows, highs, strict=True))
 
 
 def _months(valid_time: pa.Array) -> list[datetime]:

@@ -13,6 +13,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from timedb.db import extent
 from timedb.db.locks import lock_series
 from timedb.errors import BatchNotFound, PointNotFound, Unprocessable, VersionConflict
 
@@ -224,4 +225,16 @@ def apply_corrections(conn: psycopg.Connection, items: Sequence[Correction]) -> 
                 if row["stored_id"] is None:
                     raise _refusal(item, row)
                 results[row["idx"]] = row
+    _widen_created(conn, items, results)
     return [r for r in results if r is not None]
+
+
+def _widen_created(conn: psycopg.Connection, items: Sequence[Correction], rows: list[dict[str, Any] | None]) -> None:
+    """Widen the extents of series in which a correction created a point (one without a
+    current row: a value given for a batch that had none at that valid_time)."""
+    spans: dict[int, tuple[datetime, datetime]] = {}
+    for item, row in zip(items, rows, strict=True):
+        if row is not None and row["cur_known"] is None:
+            lo, hi = spans.get(item.series_id, (item.valid_time, item.valid_time))
+            spans[item.series_id] = (min(lo, item.valid_time), max(hi, item.valid_time))
+    extent.widen(conn, ((sid, lo, hi) for sid, (lo, hi) in spans.items()))

@@ -7,13 +7,22 @@ from importlib import resources
 import psycopg
 from psycopg import sql
 
-from timedb.db import partitions
+from timedb.db import extent, partitions
 from timedb.db.errors import first_line, translated
 from timedb.db.locks import SCHEMA_LOCK
 from timedb.errors import Conflict
 
 RETENTION_DEFAULTS = {"short": "6 months", "medium": "3 years", "long": "5 years"}
-TABLES = ("series_table", "batches_table", "flat", "overlapping", "idempotency_keys", "api_tokens", "timedb_settings")
+TABLES = (
+    "series_table",
+    "batches_table",
+    "flat",
+    "overlapping",
+    "series_extent",
+    "idempotency_keys",
+    "api_tokens",
+    "timedb_settings",
+)
 
 
 class MigrationNeeded(Conflict):
@@ -108,6 +117,7 @@ def create_tables(
             partitions.set_aside(conn, plain)
         conn.execute(create_ddl(None, retention).encode())
         moved = partitions.move_rows(conn, plain) if plain else {}
+        extent.recompute(conn)
         for table in partitions.FACT_TABLES:
             partitions.ensure(conn, table, [])
         return moved

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -10,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from timedb.db import extent
 from timedb.db.errors import translated
 from timedb.db.pool import Pool, checkout, release
 from timedb.db.read_query import ReadSpec, build_query, multi_query
@@ -55,7 +57,8 @@ def one_series(flt: SeriesFilter, spec: ReadSpec) -> Plan:
 
     def plan(conn: psycopg.Connection) -> tuple[sql.Composed, dict[str, Any]]:
         series = resolve_one(conn, flt)
-        query, params = build_query(series["overlapping"], spec)
+        bounded = dataclasses.replace(spec, window=extent.bounded(conn, series["series_id"], spec.window))
+        query, params = build_query(series["overlapping"], bounded)
         params["series_id"] = series["series_id"]
         if spec.unit is not None:
             convert = conversion(series["unit"], spec.unit)

@@ -10,8 +10,32 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from timedb.db import caller, partitions
+from timedb.db import caller, extent, partitions
 from timedb.errors import DuplicateValidTime, VersionConflict
+
+
+class Span:
+    """The first and last valid_time of the points written (seen as they stream by)."""
+
+    __slots__ = ("first", "last")
+
+    def __init__(self) -> None:
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+
+    def add(self, vt: datetime) -> None:
+        if self.first is None or self.last is None:
+            self.first = self.last = vt
+        elif vt > self.last:
+            self.last = vt
+        elif vt < self.first:
+            self.first = vt
+
+    def widen(self, conn: psycopg.Connection, series_id: int) -> None:
+        """Widen the series' extent to these points (none: nothing to do)."""
+        if self.first is not None and self.last is not None:
+            extent.widen(conn, [(series_id, self.first, self.last)])
+
 
 # (valid_time, valid_time_end, value)
 Point = tuple[datetime, datetime | None, float | None]
@@ -55,8 +79,11 @@ def insert_flat(
     ):
         copy.set_types(["int8", "timestamptz", "timestamptz", "float8", "timestamptz", "timestamptz"])
         write = copy.write_row
+        span = Span()
         for vt, vte, value in points:
             write((series_id, vt, vte, value, known, write_time))
+            span.add(vt)
+    span.widen(conn, series_id)
 
 
 # A default known_time is the write time, moved on by microseconds in the (clock stepped back)
@@ -144,5 +171,8 @@ def insert_overlapping(
     ):
         copy.set_types(["int8", "int8", "timestamptz", "timestamptz", "float8", "timestamptz", "timestamptz"])
         write = copy.write_row
+        span = Span()
         for vt, vte, value in points:
             write((batch_id, series_id, vt, vte, value, known_time, write_time))
+            span.add(vt)
+    span.widen(conn, series_id)
