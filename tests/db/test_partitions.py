@@ -137,6 +137,16 @@ def test_reads_of_a_time_range_prune_the_other_months(conn):
 # --- the migration of a database made before partitions ----------------------------------------
 
 
+def spans_of(rows: dict[str, list[tuple]]) -> dict[int, tuple[datetime, datetime]]:
+    """The first and last valid_time of each series in a dump of the fact tables."""
+    spans: dict[int, tuple[datetime, datetime]] = {}
+    for table, at in (("flat", 1), ("overlapping", 2)):  # (overlapping: batch_id first)
+        for sid, vt in ((r[at], r[at + 1]) for r in rows[table]):
+            lo, hi = spans.get(sid, (vt, vt))
+            spans[sid] = (min(lo, vt), max(hi, vt))
+    return spans
+
+
 def test_create_tables_moves_an_older_database_into_partitions_without_losing_a_row(make_database):
     dsn = old_database(make_database)
     before = dump(dsn)
@@ -150,12 +160,7 @@ def test_create_tables_moves_an_older_database_into_partitions_without_losing_a_
         assert {"flat_p202211", "flat_p202212", "flat_p202301", "flat_p202302"} <= partition_names(c, "flat")
         assert c.execute("SELECT to_regclass('flat_unpartitioned')").fetchone() == (None,)
         # each series' extent: the first and last valid_time of its rows
-        spans = {}
-        for table, at in (("flat", 1), ("overlapping", 2)):  # (overlapping: batch_id first)
-            for sid, vt in ((r[at], r[at + 1]) for r in before[table]):
-                lo, hi = spans.get(sid, (vt, vt))
-                spans[sid] = (min(lo, vt), max(hi, vt))
-        assert {r[0]: (r[1], r[2]) for r in c.execute("SELECT * FROM series_extent")} == spans
+        assert {r[0]: (r[1], r[2]) for r in c.execute("SELECT * FROM series_extent")} == spans_of(before)
         # new rows continue the ids
         new_id = c.execute(
             "INSERT INTO flat (series_id, valid_time, value) VALUES (1, '2023-01-15+00', 5) RETURNING flat_id"
@@ -164,7 +169,9 @@ def test_create_tables_moves_an_older_database_into_partitions_without_losing_a_
     assert create_tables(dsn) == {}  # (a second run has nothing to move)
 
 
-def test_create_tables_refuses_a_large_older_database_and_changes_nothing(make_database, monkeypatch):
+def test_create_tables_refuses_a_large_older_database_and_adds_only_the_extents(make_database, monkeypatch):
+    """The rows stay where they are; the series' extents, which a server needs on either
+    layout, are added."""
     dsn = old_database(make_database)
     before = dump(dsn)
     monkeypatch.setattr(partitions, "AUTO_MIGRATE_ROWS", 100)
@@ -175,6 +182,7 @@ def test_create_tables_refuses_a_large_older_database_and_changes_nothing(make_d
     with psycopg.connect(dsn) as c:
         assert partitions.plain_tables(c) == ["flat", "overlapping"]
         assert partitions.schema_version(c) == 2
+        assert c.execute("SELECT count(*) FROM series_extent").fetchone() == (len(spans_of(before)),)
     assert dump(dsn) == before
     assert create_tables(dsn, migrate=True) == {"flat": len(before["flat"]), "overlapping": 2}
     assert dump(dsn) == before

@@ -54,7 +54,8 @@ def _retention_sql(retention: dict[str, str]) -> str:
 
 def create_ddl(schema: str | None = None, retention: dict[str, str] | None = None) -> str:
     """The full DDL that `timedb create tables` runs."""
-    return _prelude(schema) + _sql_file("schema.sql") + _retention_sql({**RETENTION_DEFAULTS, **(retention or {})})
+    tiers = {**RETENTION_DEFAULTS, **(retention or {})}
+    return _prelude(schema) + _sql_file("schema.sql") + "\n" + _sql_file("extent.sql") + _retention_sql(tiers)
 
 
 def drop_ddl(schema: str | None = None) -> str:
@@ -108,6 +109,10 @@ def create_tables(
         if plain and not migrate:
             held = partitions.rows_at_most(conn, plain, partitions.AUTO_MIGRATE_ROWS + 1)
             if held > partitions.AUTO_MIGRATE_ROWS:
+                # the series' extents, which a server of this release needs on either layout
+                conn.execute(_sql_file("extent.sql").encode())
+                extent.recompute(conn)
+                conn.commit()
                 raise MigrationNeeded(
                     f"{' and '.join(plain)} hold more than {partitions.AUTO_MIGRATE_ROWS:,} rows in the unpartitioned"
                     " layout (schema version 2): run `timedb partitions migrate` to move them into monthly"

@@ -100,16 +100,6 @@ CREATE TABLE IF NOT EXISTS overlapping (
 CREATE UNIQUE INDEX IF NOT EXISTS overlapping_key
     ON overlapping (series_id, valid_time, known_time DESC, change_time DESC);
 
--- The first and last valid_time each series' rows have ever had (both tables): reads without
--- a valid-time range are bounded by it, so they plan only the partitions that can hold rows.
--- Every write widens it in its transaction; nothing narrows it; `timedb create tables`
--- computes it again from the rows. No row: nothing is known, reads are not bounded.
-CREATE TABLE IF NOT EXISTS series_extent (
-    series_id   bigint PRIMARY KEY,
-    valid_from  timestamptz NOT NULL,
-    valid_until timestamptz NOT NULL
-);
-
 -- Monthly partitions of a fact table: makes the partition of every month (UTC) of `months`
 -- that has none, named <table>_pYYYYMM, and returns how many it made. Each is made as a plain
 -- table and then attached, which locks the parent in SHARE UPDATE EXCLUSIVE mode only: reads
