@@ -33,8 +33,9 @@ bench:  ## the full benchmark against raw PostgreSQL (bench/README.md; tens of m
 bench-smoke:  ## the benchmark at tiny sizes, checking every reply
 	$(PY) bench/run.py --smoke
 
-docs-check:  ## the spec's linters, the doc pages in headless Chromium, the README's examples
+docs-check:  ## the spec's linters, the doc pages and the web UI in headless Chromium, the README's examples
 	$(PY) -m pytest -q contract-tests/test_spec_lint.py tests/test_docs_pages.py tests/test_docs_csp.py \
+		tests/test_ui_page.py tests/api/test_ui_files.py \
 		tests/test_readme_examples.py tests/test_readme_bulk.py tests/test_deploy_files.py
 
 # the lock files (requirements/*.txt) that scripts/serve, scripts/test, CI and the Dockerfile

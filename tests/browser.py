@@ -12,6 +12,8 @@ throw-away --user-data-dir and HOME, every background/network feature is off,
 and by default host resolution is blocked for everything except localhost, so a
 page that tries to reach a CDN simply fails instead of leaking traffic.
 The whole Chromium process group is killed on timeout and after each run.
+tests/cdp.py starts Chromium with the same arguments and environment (chromium_args,
+private_env) for pages that need clicks and key presses (the web UI).
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ import tempfile
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["ChromiumResult", "chromium_path", "render_dom", "run_chromium"]
+__all__ = [
+    "ChromiumResult",
+    "chromium_args",
+    "chromium_path",
+    "kill_group",
+    "private_env",
+    "render_dom",
+    "run_chromium",
+]
 
 _CANDIDATES = (
     "/usr/bin/chromium",
@@ -55,7 +65,61 @@ class ChromiumResult:
     stderr: str  # chromium logs; includes console messages when log_console=True
 
 
-def _kill_group(pgid: int) -> None:
+def chromium_args(tmp: str, url: str, *, block_external: bool = True, window_size: str = "1280,1024") -> list[str]:
+    """Headless Chromium's command line, with a fresh profile in *tmp* and every background and
+    network feature off; with *block_external* only loopback (and the host of *url*) resolve."""
+    exe = chromium_path()
+    if exe is None:
+        raise FileNotFoundError("chromium not found (apt-get install -y chromium)")
+    profile = os.path.join(tmp, "profile")
+    os.mkdir(profile)
+    args = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--disable-default-apps",
+        "--disable-breakpad",
+        "--disable-crash-reporter",
+        "--disable-domain-reliability",
+        "--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider",
+        "--disable-dev-shm-usage",
+        "--metrics-recording-only",
+        "--mute-audio",
+        "--hide-scrollbars",
+        "--password-store=basic",
+        "--use-mock-keychain",
+        f"--window-size={window_size}",
+        f"--user-data-dir={profile}",
+    ]
+    if block_external:
+        # Only loopback (and the host of *url*) resolve -> no CDN/Google traffic.
+        allowed = ["localhost", "127.0.0.1", "[::1]"]
+        host = urlsplit(url).hostname
+        if host and host not in ("localhost", "127.0.0.1", "::1"):
+            allowed.append(f"[{host}]" if ":" in host else host)
+        rules = ", ".join(["MAP * ~NOTFOUND"] + [f"EXCLUDE {h}" for h in allowed])
+        args.append(f"--host-resolver-rules={rules}")
+    return args
+
+
+def private_env(tmp: str) -> dict[str, str]:
+    """The environment of a Chromium run: ~/.pki, ~/.config etc. in *tmp*, not the real home."""
+    env = dict(os.environ)
+    env["HOME"] = tmp
+    env["XDG_CONFIG_HOME"] = os.path.join(tmp, "config")
+    env["XDG_CACHE_HOME"] = os.path.join(tmp, "cache")
+    return env
+
+
+def kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -79,59 +143,16 @@ def run_chromium(
     ``timeout``: hard wall-clock limit; the process group is killed when hit and
     ``subprocess.TimeoutExpired`` is raised.
     """
-    exe = chromium_path()
-    if exe is None:
-        raise FileNotFoundError("chromium not found (apt-get install -y chromium)")
-
     tmp = tempfile.mkdtemp(prefix="timedb-chromium-")
     try:
-        profile = os.path.join(tmp, "profile")
-        os.mkdir(profile)
-        args = [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--disable-default-apps",
-            "--disable-breakpad",
-            "--disable-crash-reporter",
-            "--disable-domain-reliability",
-            "--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider",
-            "--disable-dev-shm-usage",
-            "--metrics-recording-only",
-            "--mute-audio",
-            "--hide-scrollbars",
-            "--password-store=basic",
-            "--use-mock-keychain",
-            f"--window-size={window_size}",
-            f"--user-data-dir={profile}",
-            f"--virtual-time-budget={int(virtual_time_budget_ms)}",
-        ]
-        if block_external:
-            # Only loopback (and the host of *url*) resolve -> no CDN/Google traffic.
-            allowed = ["localhost", "127.0.0.1", "[::1]"]
-            host = urlsplit(url).hostname
-            if host and host not in ("localhost", "127.0.0.1", "::1"):
-                allowed.append(f"[{host}]" if ":" in host else host)
-            rules = ", ".join(["MAP * ~NOTFOUND"] + [f"EXCLUDE {h}" for h in allowed])
-            args.append(f"--host-resolver-rules={rules}")
+        args = chromium_args(tmp, url, block_external=block_external, window_size=window_size)
+        args.append(f"--virtual-time-budget={int(virtual_time_budget_ms)}")
         if log_console:
             # console.log/errors from the page go to stderr as "CONSOLE(...)" lines.
             args += ["--enable-logging=stderr", "--v=0"]
         args += list(extra_args)
         args += ["--dump-dom", url]
-
-        env = dict(os.environ)
-        env["HOME"] = tmp  # keep ~/.pki, ~/.config etc. out of the real home
-        env["XDG_CONFIG_HOME"] = os.path.join(tmp, "config")
-        env["XDG_CACHE_HOME"] = os.path.join(tmp, "cache")
+        env = private_env(tmp)
 
         proc = subprocess.Popen(
             args,
@@ -145,11 +166,11 @@ def run_chromium(
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc.pid)
+            kill_group(proc.pid)
             proc.communicate()
             raise
         finally:
-            _kill_group(proc.pid)  # stray zygote/renderer/gpu helpers
+            kill_group(proc.pid)  # stray zygote/renderer/gpu helpers
         return ChromiumResult(
             proc.returncode,
             out.decode("utf-8", "replace"),

@@ -24,8 +24,8 @@ log = logging.getLogger("timedb")
 access = logging.getLogger("timedb.access")
 
 ROUTING = "connexion_routing"  # (Connexion's scope extension: operation_id once routed)
-# paths the app serves outside the spec's operations (documentation), by their first segment
-DOC_PAGES = ("/docs", "/redoc", "/openapi.json", "/openapi.yaml")
+# paths the app serves outside the spec's operations (documentation, the web UI), by their first segment
+DOC_PAGES = ("/docs", "/redoc", "/openapi.json", "/openapi.yaml", "/ui")
 
 
 def operation_name(resolved: str | None, path: str) -> str:

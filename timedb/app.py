@@ -24,7 +24,7 @@ with warnings.catch_warnings():
 import yaml
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from timedb import access_log, auth, metrics, spec_document, web_headers
 from timedb.db.pool import check_database, make_pool, open_pool, redact
@@ -140,21 +140,47 @@ def start_replica(settings: Settings) -> Replica | None:
 
 
 @cache
-def _static(name: str) -> bytes:
-    return resources.files("timedb").joinpath("static", "redoc", name).read_bytes()
+def _static(*path: str) -> bytes:
+    return resources.files("timedb").joinpath("static", *path).read_bytes()
 
 
 async def redoc_page(_request: Request) -> Response:
     """ReDoc, served from the package (no CDN)."""
-    return Response(_static("index.html"), media_type="text/html")
+    return Response(_static("redoc", "index.html"), media_type="text/html")
 
 
 async def redoc_bundle(_request: Request) -> Response:
     return Response(
-        _static("redoc.standalone.js"),
+        _static("redoc", "redoc.standalone.js"),
         media_type="application/javascript",
         headers={"Cache-Control": "public, max-age=86400"},
     )
+
+
+# the web UI's files (timedb/static/ui) by their path under /ui/, with their media types
+_JS, _CSS = "text/javascript; charset=utf-8", "text/css; charset=utf-8"
+UI_FILES = {
+    "": "text/html; charset=utf-8",  # index.html
+    "ui.css": _CSS,
+    **dict.fromkeys(["main.js", "api.js", "page.js", "browse.js", "view.js", "chart.js", "csv.js"], _JS),
+    "vendor/uplot/uPlot.iife.min.js": _JS,
+    "vendor/uplot/uPlot.min.css": _CSS,
+}
+
+
+def ui_file(name: str, media_type: str) -> Any:
+    """The endpoint of one file of the web UI (no-cache: a new version of the server is seen at once)."""
+
+    async def endpoint(_request: Request) -> Response:
+        body = _static("ui", *(name or "index.html").split("/"))
+        return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    return endpoint
+
+
+async def ui_redirect(request: Request) -> Response:
+    """/ui -> /ui/ (the page names its files and the API relative to itself)."""
+    return RedirectResponse(request.scope.get("root_path", "").rstrip("/") + "/ui/", status_code=307)
 
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -220,6 +246,9 @@ def create_app(settings: Settings) -> AsyncApp:
     web_headers.install(app, settings)
     app.add_url_rule("/redoc", "redoc", redoc_page)
     app.add_url_rule("/redoc-static/redoc.standalone.js", "redoc_bundle", redoc_bundle)
+    app.add_url_rule("/ui", "ui", ui_redirect)
+    for name, media_type in UI_FILES.items():
+        app.add_url_rule(f"/ui/{name}", f"ui/{name}", ui_file(name, media_type))
     app.add_api(
         spec_dict(),
         base_path="",

@@ -157,6 +157,7 @@ def _serve(uvicorn: Any, host: str, port: int, reload: bool, graceful: int) -> N
     click.echo(f"  API:     http://{shown}:{port}/")
     click.echo(f"  Swagger: http://{shown}:{port}/docs")
     click.echo(f"  ReDoc:   http://{shown}:{port}/redoc")
+    click.echo(f"  Web UI:  http://{shown}:{port}/ui/")
     uvicorn.run(
         "timedb.api:app",
         host=host,

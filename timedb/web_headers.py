@@ -41,6 +41,10 @@ REDOC_POLICY = (
     "img-src 'self' data:; connect-src 'self'; worker-src blob:"
 )
 
+# the web UI (/ui/): its own files only, no inline script or style at all (uPlot sets styles
+# through the DOM, which CSP allows), and the API of this server
+UI_POLICY = BASE_POLICY + "; script-src 'self'; style-src 'self'; connect-src 'self'"
+
 
 def inline_hashes(html: str, tag: str) -> str:
     """CSP sources ('sha256-...') allowing exactly the inline <script> or <style> elements of a page."""
@@ -90,6 +94,8 @@ class SecurityHeaders:
         path = scope["path"][len(root_path) :] if scope["path"].startswith(root_path) else scope["path"]
         if path == "/redoc":
             return redoc_policy()
+        if path == "/ui/":
+            return UI_POLICY
         if path in self.docs_pages:
             return self.swagger_policy(root_path.rstrip("/"))
         return BASE_POLICY  # any other HTML (e.g. Swagger UI's unused oauth2-redirect.html)

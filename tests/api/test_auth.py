@@ -24,7 +24,7 @@ from timedb.settings import Settings
 REMOTE = ("203.0.113.7", 40000)  # a documentation address: not this machine
 SECRET = re.compile(r"^tdb_[A-Za-z0-9_-]{43}$")
 TABLES_WRITTEN = ("series_table", "batches_table", "flat", "overlapping")
-PUBLIC = ["/", "/healthz", "/readyz", "/openapi.json", "/docs/", "/redoc"]
+PUBLIC = ["/", "/healthz", "/readyz", "/openapi.json", "/docs/", "/redoc", "/ui/", "/ui/main.js"]
 
 
 def cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:

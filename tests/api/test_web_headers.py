@@ -171,7 +171,7 @@ def sha256_sources(html: str, tag: str) -> set[str]:
     return {"'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() + "'" for b in bodies}
 
 
-@pytest.mark.parametrize("page", ["/docs", "/docs/", "/docs/index.html", "/redoc"])
+@pytest.mark.parametrize("page", ["/docs", "/docs/", "/docs/index.html", "/redoc", "/ui", "/ui/"])
 def test_doc_pages_have_security_headers(session_client, page):
     resp = session_client.get(page, follow_redirects=True)
     assert resp.status_code == 200
