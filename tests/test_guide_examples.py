@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.helpers import make_partitions
+
 pytestmark = pytest.mark.processes
 
 # The curl example of "Updating Records via API", verbatim.
@@ -42,8 +44,10 @@ OVERVIEW = [
 ]
 
 
-def make_overlapping_series_with_batch_42(live) -> None:
-    """Series 1 (overlapping) whose batch 42 holds 2025-01-01T12:00Z, as the guide's example assumes."""
+def make_overlapping_series_with_batch_42(live, dsn: str) -> None:
+    """Series 1 (overlapping) whose batch 42 holds 2025-01-01T12:00Z, as the guide's example assumes
+    (its month's partitions made first: a write that makes one spends an identity value)."""
+    make_partitions(dsn, "2025-01")
     resp = live.post(
         "/series", json={"name": "wind_power", "unit": "MW", "labels": {"site": "Gotland"}, "overlapping": True}
     )
@@ -95,8 +99,8 @@ def test_doc_pages(live, path):
     assert resp.headers["content-type"].startswith("text/html")
 
 
-def test_put_values_curl_example(live):
-    make_overlapping_series_with_batch_42(live)
+def test_put_values_curl_example(live, clean_db):
+    make_overlapping_series_with_batch_42(live, clean_db)
     resp = live.put("/values", json=GUIDE_PUT_BODY, headers={"Content-Type": "application/json"})
     assert resp.status_code == 200, resp.text
     result = resp.json()
@@ -126,8 +130,8 @@ def test_put_values_curl_example(live):
         datetime(2025, 1, 1, 12, tzinfo=UTC),
     ],
 )
-def test_put_values_python_example(live, valid_time):
-    make_overlapping_series_with_batch_42(live)
+def test_put_values_python_example(live, clean_db, valid_time):
+    make_overlapping_series_with_batch_42(live, clean_db)
     series_id, batch_id = 1, 42
     # the `requests.put(...)` of the guide, same JSON
     response = live.put(

@@ -69,11 +69,13 @@ def test_every_example_runs_as_written_in_order(live, db_dsn):
         with psycopg.connect(db_dsn, autocommit=True) as conn:
             conn.execute("TRUNCATE api_tokens")
 
-    # what the examples mean: the correction of batch 1 at 2025-01-02 stored 150 with its details
+    # what the examples mean: the correction of the version known at 2025-01-01 stored 150 at
+    # 2025-01-02 with its details
     # (read in the database: the access-control example has just made tokens necessary)
     with psycopg.connect(db_dsn) as conn:
         corrected = conn.execute(
-            "SELECT value, annotation, changed_by, tags FROM overlapping WHERE series_id = 1 AND batch_id = 1 "
-            "AND valid_time = '2025-01-02T00:00:00Z' ORDER BY change_time"
+            "SELECT value, annotation, changed_by, tags FROM overlapping WHERE series_id = 1"
+            " AND known_time = '2025-01-01T00:00:00Z'"
+            " AND valid_time = '2025-01-02T00:00:00Z' ORDER BY change_time"
         ).fetchall()
     assert corrected == [(101.5, None, None, None), (150.0, "Corrected reading", "user@example.com", ["reviewed"])]
