@@ -116,14 +116,12 @@ def partitions_migrate(dsn: str | None, schema: str | None, yes: bool) -> None:
 def _recorded_retention(conninfo: str, schema: str | None) -> dict[str, str]:
     """The retention intervals the database records (a migration keeps them)."""
     from timedb.db.commands import using
+    from timedb.db.retention import tiers as retention_tiers
 
     def work(conn: Any) -> dict[str, str]:
         if conn.execute("SELECT to_regclass('timedb_settings')").fetchone()[0] is None:
             return {}
-        rows = conn.execute(
-            "SELECT substr(key, 11), value FROM timedb_settings WHERE key LIKE 'retention\\_%%'"
-        ).fetchall()
-        return dict(rows)
+        return {name: tier.interval for name, tier in retention_tiers(conn).items()}
 
     return call(lambda: using(conninfo, work, schema))
 
