@@ -46,12 +46,16 @@ NOT_STANDBY = "not a standby"
 # standby. The WAL receiver's status is NULL for roles without pg_read_all_stats; a row at all
 # means a receiver process runs. A receiver starts at the beginning of a WAL segment, so until
 # new WAL comes the received position may lie before the replayed one: caught up is <=, not =.
+# Until a standby has replayed a transaction since it started, the age of the last one is
+# unknown (NULL; greatest() would have made it 0: a restarted standby with WAL waiting looked
+# current).
 STATUS = """
 SELECT pg_is_in_recovery(),
        CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END,
        EXISTS (SELECT FROM pg_stat_wal_receiver WHERE coalesce(status, 'streaming') = 'streaming'),
        pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn(),
-       greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::float8
+       CASE WHEN pg_last_xact_replay_timestamp() IS NOT NULL
+            THEN greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::float8 END
 """
 
 
