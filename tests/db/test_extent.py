@@ -66,7 +66,7 @@ def test_a_read_without_a_range_plans_only_the_months_of_the_series(conn):
 def test_bounded_keeps_the_tighter_end_and_reads_no_bound_at_the_ends_of_the_calendar(conn):
     add_series(conn, 1)
     lo, hi = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 31, 12, tzinfo=UTC)
-    extent.widen(conn, [(1, lo, hi)])
+    extent.widen(conn, [1], [lo], [hi])
     assert extent.bounded(conn, 1, Window()) == Window(start_valid=lo, end_valid=hi + timedelta(microseconds=1))
     inner = Window(start_valid=datetime(2024, 3, 5, tzinfo=UTC), end_valid=datetime(2024, 3, 6, tzinfo=UTC))
     assert extent.bounded(conn, 1, inner) == inner
@@ -81,10 +81,10 @@ def test_bounded_keeps_the_tighter_end_and_reads_no_bound_at_the_ends_of_the_cal
 def test_widen_merges_in_any_order_and_never_narrows(conn):
     add_series(conn, 1)
     a, b, c = (datetime(2024, m, 1, tzinfo=UTC) for m in (1, 2, 3))
-    extent.widen(conn, [(1, b, b)])
-    extent.widen(conn, [(1, a, b)])
-    extent.widen(conn, [(1, b, c)])
-    extent.widen(conn, [(1, b, b)])
+    extent.widen(conn, [1], [b], [b])
+    extent.widen(conn, [1], [a], [b])
+    extent.widen(conn, [1], [b], [c])
+    extent.widen(conn, [1], [b], [b])
     assert conn.execute("SELECT valid_from, valid_until FROM series_extent").fetchall() == [(a, c)]
 
 

@@ -439,9 +439,9 @@ def _widen(conn: psycopg.Connection, sid: pa.Array, valid_time: pa.Array, keep: 
     if keep is not None:
         rows = rows.filter(keep)
     spans = rows.group_by("s").aggregate([("v", "min"), ("v", "max")])
-    lows = map(instant, spans["v_min"].to_pylist())
-    highs = map(instant, spans["v_max"].to_pylist())
-    extent.widen(conn, zip(spans["s"].to_pylist(), lows, highs, strict=True))
+    lows = [instant(us) for us in spans["v_min"].to_pylist()]
+    highs = [instant(us) for us in spans["v_max"].to_pylist()]
+    extent.widen(conn, spans["s"].to_pylist(), lows, highs)
 
 
 def _months(valid_time: pa.Array) -> list[datetime]:

@@ -232,9 +232,11 @@ def apply_corrections(conn: psycopg.Connection, items: Sequence[Correction]) -> 
 def _widen_created(conn: psycopg.Connection, items: Sequence[Correction], rows: list[dict[str, Any] | None]) -> None:
     """Widen the extents of series in which a correction created a point (one without a
     current row: a value given for a batch that had none at that valid_time)."""
-    spans: dict[int, tuple[datetime, datetime]] = {}
+    lows: dict[int, datetime] = {}
+    highs: dict[int, datetime] = {}  # (keys in the order of lows: both are set together)
     for item, row in zip(items, rows, strict=True):
         if row is not None and row["cur_known"] is None:
-            lo, hi = spans.get(item.series_id, (item.valid_time, item.valid_time))
-            spans[item.series_id] = (min(lo, item.valid_time), max(hi, item.valid_time))
-    extent.widen(conn, ((sid, lo, hi) for sid, (lo, hi) in spans.items()))
+            sid, vt = item.series_id, item.valid_time
+            lows[sid] = min(lows.get(sid, vt), vt)
+            highs[sid] = max(highs.get(sid, vt), vt)
+    extent.widen(conn, list(lows), list(lows.values()), list(highs.values()))

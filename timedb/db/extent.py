@@ -14,14 +14,12 @@ and the rows they read belong to the same moment.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 from timedb.db.read_query import Window
-
-Extent = tuple[datetime, datetime]
 
 # the merge is monotone (least/greatest), so writers and a recompute may meet in any order;
 # the row is left alone unless it widens (no new row version for the usual write)
@@ -61,15 +59,10 @@ FROM series_extent WHERE series_id = %s
 """
 
 
-def widen(conn: psycopg.Connection, extents: Iterable[tuple[int, datetime, datetime]]) -> None:
-    """Widen the extents of these (series_id, first valid_time, last valid_time)."""
-    ids, lows, highs = [], [], []
-    for sid, lo, hi in extents:
-        ids.append(sid)
-        lows.append(lo)
-        highs.append(hi)
+def widen(conn: psycopg.Connection, ids: Sequence[int], lows: Sequence[datetime], highs: Sequence[datetime]) -> None:
+    """Widen the extents of the series `ids` to their first (`lows`) and last (`highs`) valid_time."""
     if ids:
-        conn.execute(WIDEN, (ids, lows, highs))
+        conn.execute(WIDEN, (list(ids), list(lows), list(highs)))
 
 
 def recompute(conn: psycopg.Connection) -> None:

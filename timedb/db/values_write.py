@@ -34,7 +34,7 @@ class Span:
     def widen(self, conn: psycopg.Connection, series_id: int) -> None:
         """Widen the series' extent to these points (none: nothing to do)."""
         if self.first is not None and self.last is not None:
-            extent.widen(conn, [(series_id, self.first, self.last)])
+            extent.widen(conn, [series_id], [self.first], [self.last])
 
 
 # (valid_time, valid_time_end, value)
