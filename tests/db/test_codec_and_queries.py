@@ -17,7 +17,7 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from timedb.db import copy_binary
+from timedb.db import copy_binary, partitions
 from timedb.db.read_query import Mode, ReadSpec, Resample, Window, build_query, multi_query
 
 
@@ -85,7 +85,9 @@ HOUR = timedelta(hours=1)
 
 
 def insert_overlapping(conn: psycopg.Connection, sid: int, rows: list[tuple[datetime, datetime, datetime, float]]):
-    """Versions (known_time, valid_time, change_time, value) of an overlapping series."""
+    """Versions (known_time, valid_time, change_time, value) of an overlapping series (the
+    partitions of their months made first: a direct INSERT does not make them)."""
+    partitions.ensure(conn, "overlapping", partitions.months_of(row[1] for row in rows), ahead=False)
     conn.execute(
         "INSERT INTO series_table (series_id, name, unit, overlapping) VALUES (%s, %s, 'MW', true)", (sid, f"s{sid}")
     )
